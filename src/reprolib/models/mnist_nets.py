@@ -1,0 +1,61 @@
+"""The MNIST architectures of the five documents. All take 1×28×28 inputs in [0, 1]."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+#: MNIST training-set pixel mean and standard deviation.
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Flatten, then Linear–ReLU layers of the given sizes; the last layer has no ReLU."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def logistic_regression() -> nn.Sequential:
+    """Document 000, model M1: one affine layer 784 → 10."""
+    return mlp([784, 10])
+
+
+def fcnn() -> nn.Sequential:
+    """Document 001's FCNN as the paper states it: 784 → 150 → 100 → 10, ReLU.
+    (The authors' released checkpoint is 1024 → 500 → 150 → 10 on padded input; card §2.8.)"""
+    return mlp([784, 150, 100, 10])
+
+
+def mlp_3x1000() -> nn.Sequential:
+    """Document 004's MLP: three hidden layers of 1000 ReLU units."""
+    return mlp([784, 1000, 1000, 1000, 10])
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as released with document 001: the 28×28 input is zero-padded to 32×32 inside
+    the model; conv5-6, pool, conv5-16, pool, FC 120, FC 84, FC 10, ReLU and max-pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = mlp([400, 120, 84, 10])
+
+    def forward(self, x):
+        return self.classifier(self.features(F.pad(x, (2, 2, 2, 2))))
+
+
+def cw_mnist() -> nn.Sequential:
+    """The C&W MNIST CNN (Carlini & Wagner 2017, Table 1; documents 002 and 004):
+    conv3-32, conv3-32, pool, conv3-64, conv3-64, pool, FC 200, dropout 0.5, FC 200, FC 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(1024, 200), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 10),
+    )

@@ -1,0 +1,201 @@
+"""The model zoo: named architectures with their training recipes and checked checkpoints.
+
+``load(name)`` returns the trained :class:`Classifier` in eval mode on the default device. It
+reads ``<models_dir>/<name>.pt`` and checks it against the sha256 in ``<name>.json``; when the
+checkpoint is absent it trains the model by its recipe (with a progress bar, resumable) and
+writes both files.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import __version__, data, paths
+from ..device import hardware_summary, resolve
+from ..train import Recipe, accuracy, fit
+from . import cifar_nets, mnist_nets
+from .classifier import Classifier
+
+#: The checkpoints committed in ``data/models`` (``make models`` trains whichever are missing).
+COMMITTED = ("logreg_mnist", "fcnn_mnist", "lenet5_mnist", "cw_mnist", "mlp3x1000_mnist",
+             "cw_cifar", "nin_cifar_cpu", "densenet22_cifar_cpu")
+
+#: The fixed subset every checkpoint's accuracy is re-checked on: the first N test images.
+CHECK_SUBSET = 1000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    dataset: str
+    build_net: Callable[[], nn.Module]
+    recipe: Recipe
+    document: str
+    paper_accuracy: float | None  # test accuracy the document reports, as a fraction
+    description: str
+
+    def build(self) -> Classifier:
+        torch.manual_seed(self.recipe.seed)  # deterministic initialisation
+        if self.dataset == "mnist":
+            return Classifier(self.build_net(), input_shape=(1, 28, 28), num_classes=10,
+                              mean=mnist_nets.MNIST_MEAN, std=mnist_nets.MNIST_STD)
+        return Classifier(self.build_net(), input_shape=(3, 32, 32), num_classes=10,
+                          mean=cifar_nets.CIFAR_MEAN, std=cifar_nets.CIFAR_STD)
+
+
+def _spec(name, dataset, build_net, recipe, document, paper_accuracy, description):
+    return ModelSpec(name, dataset, build_net, recipe, document, paper_accuracy, description)
+
+
+SPECS: dict[str, ModelSpec] = {s.name: s for s in [
+    _spec("logreg_mnist", "mnist", mnist_nets.logistic_regression,
+          Recipe(epochs=10, lr=0.05, weight_decay=1e-4), "000", 0.925,
+          "Logistic regression 784→10 (document 000, M1)."),
+    _spec("fcnn_mnist", "mnist", mnist_nets.fcnn,
+          Recipe(epochs=15, lr=0.05), "001", 0.983,
+          "FCNN 784-150-100-10 (document 001, as the paper states it)."),
+    _spec("lenet5_mnist", "mnist", mnist_nets.LeNet5,
+          Recipe(epochs=15, lr=2e-3, optimizer="adam"), "001", 0.991,
+          "LeNet-5 on zero-padded 32×32 input (document 001, as released)."),
+    _spec("cw_mnist", "mnist", mnist_nets.cw_mnist,
+          Recipe(epochs=10, lr=0.05), "002", 0.995,
+          "C&W MNIST CNN (Carlini & Wagner 2017; documents 002, 004)."),
+    _spec("mlp3x1000_mnist", "mnist", mnist_nets.mlp_3x1000,
+          Recipe(epochs=10, lr=0.05), "004", None,
+          "MLP 784-1000-1000-1000-10 (document 004, chapter 3)."),
+    _spec("cw_cifar", "cifar10", cifar_nets.cw_cifar,
+          Recipe(epochs=12, lr=0.02, weight_decay=5e-4, augment=True), "002", 0.80,
+          "C&W CIFAR CNN (Carlini & Wagner 2017; document 002)."),
+    _spec("nin_cifar", "cifar10", cifar_nets.nin,
+          Recipe(epochs=100, lr=0.05, weight_decay=1e-4, augment=True), "001", 0.862,
+          "Network-in-Network, full width (document 001, as released). For a GPU."),
+    _spec("nin_cifar_cpu", "cifar10", lambda: cifar_nets.nin(width=0.5),
+          Recipe(epochs=4, lr=0.05, weight_decay=1e-4, augment=True), "001", 0.862,
+          "Network-in-Network at half width: document 001's NIN, CPU variant."),
+    _spec("densenet40_cifar", "cifar10", lambda: cifar_nets.densenet(40),
+          Recipe(epochs=300, lr=0.1, batch_size=64, weight_decay=1e-4, augment=True), "001", 0.948,
+          "DenseNet-40 (k = 12), document 001. For a GPU."),
+    _spec("densenet22_cifar_cpu", "cifar10", lambda: cifar_nets.densenet(22),
+          Recipe(epochs=3, lr=0.1, weight_decay=1e-4, augment=True), "001", 0.948,
+          "DenseNet-22 (k = 12): document 001's DenseNet-40, CPU variant."),
+    _spec("resnet20_cifar", "cifar10", lambda: cifar_nets.resnet(20),
+          Recipe(epochs=30, lr=0.1, weight_decay=5e-4, augment=True), "003", None,
+          "CIFAR ResNet-20: document 003's stand-in for ImageNet ResNet-50."),
+]}
+
+
+def names() -> list[str]:
+    return list(SPECS)
+
+
+def _spec_of(name: str) -> ModelSpec:
+    if name not in SPECS:
+        raise KeyError(f"Unknown model {name!r}. Known models: {', '.join(SPECS)}.")
+    return SPECS[name]
+
+
+def checkpoint_paths(name: str, root: Path | None = None) -> tuple[Path, Path]:
+    root = paths.models_dir() if root is None else root
+    return root / f"{name}.pt", root / f"{name}.json"
+
+
+def sha256sum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or its metadata is missing, corrupt, or does not match."""
+
+
+def metadata(name: str, root: Path | None = None) -> dict:
+    """The metadata of a trained checkpoint (recipe, accuracies, time, hardware, sha256)."""
+    _, meta_path = checkpoint_paths(name, root)
+    try:
+        return json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"No metadata for model {name!r} at {meta_path}.") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"Metadata {meta_path} is not valid JSON ({exc}). Restore it from git.") from exc
+
+
+def load(name: str, device: str | torch.device | None = None, *, train_if_missing: bool = True,
+         root: Path | None = None) -> Classifier:
+    """The trained model ``name`` in eval mode on ``device`` (default: CUDA if present).
+
+    Raises :class:`CheckpointError` if the checkpoint fails its sha256 check.
+    """
+    spec = _spec_of(name)
+    device = resolve(device)
+    ckpt, meta_path = checkpoint_paths(name, root)
+    if not ckpt.is_file():
+        if not train_if_missing:
+            raise CheckpointError(f"No checkpoint for {name!r} at {ckpt}; call train({name!r}) or "
+                                  f"`make models`.")
+        train(name, device=device, root=root)
+    meta = metadata(name, root)
+    actual = sha256sum(ckpt)
+    if actual != meta["sha256"]:
+        raise CheckpointError(
+            f"Checkpoint {ckpt} has sha256 {actual}, but {meta_path} records {meta['sha256']}. "
+            f"The file is corrupt or was replaced; restore it with `git checkout -- {ckpt.name}`, "
+            f"or move both files away to retrain with `make models`."
+        )
+    model = spec.build()
+    model.net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    model.to(device).eval()
+    model.name, model.meta = name, meta
+    return model
+
+
+def train(name: str, device: str | torch.device | None = None, *, root: Path | None = None) -> dict:
+    """Train ``name`` by its recipe, write ``<name>.pt`` and ``<name>.json``, return the metadata.
+
+    An interrupted run resumes from its last finished epoch (``<name>.resume.pt``).
+    """
+    spec = _spec_of(name)
+    device = resolve(device)
+    ckpt, meta_path = checkpoint_paths(name, root)
+    if ckpt.exists():
+        raise CheckpointError(f"{ckpt} exists; reprolib will not overwrite it. Move it away to retrain.")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    resume = ckpt.with_name(f"{name}.resume.pt")
+    model = spec.build().to(device)
+    train_set = data.load(spec.dataset, "train")
+    seconds = fit(model, spec.recipe, train_set, resume_path=resume, desc=f"train {name}")
+    test_set = data.load(spec.dataset, "test")
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    torch.save(model.net.state_dict(), tmp)
+    meta = {
+        "name": name,
+        "description": spec.description,
+        "dataset": spec.dataset,
+        "document": spec.document,
+        "recipe": spec.recipe.as_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "test_accuracy": accuracy(model, test_set),
+        "check_subset": f"first {CHECK_SUBSET} test images",
+        "check_subset_accuracy": accuracy(model, data.first_n(test_set, CHECK_SUBSET)),
+        "paper_accuracy": spec.paper_accuracy,
+        "train_seconds": round(seconds, 1),
+        "hardware": hardware_summary(device),
+        "torch_version": torch.__version__,
+        "reprolib_version": __version__,
+        "trained_on": datetime.date.today().isoformat(),
+        "sha256": sha256sum(tmp),
+    }
+    os.replace(tmp, ckpt)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    resume.unlink(missing_ok=True)
+    return meta
