@@ -180,6 +180,8 @@ def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
             f"(magic {raw[:4].hex() or 'missing'}, expected 000008{expected_dims:02x}). {_FIX}"
         )
     header = 4 + 4 * expected_dims
+    if len(raw) < header:
+        raise DataFileError(f"{path} is truncated: its header declares shape but holds only {len(raw)} bytes. {_FIX}")
     dims = struct.unpack(f">{expected_dims}I", raw[4:header])
     count = int(np.prod(dims))
     if len(raw) - header != count:
@@ -317,3 +319,15 @@ def first_correct(model: torch.nn.Module, data: ImageSet, n: int, batch_size: in
     if len(positions) < n:
         raise ValueError(f"The model classifies only {len(positions)} of {len(data)} images correctly; asked for {n}.")
     return data.subset(positions)
+
+
+def main() -> None:
+    """``python -m reprolib.data``: fetch (or find) and verify every split of both datasets."""
+    for name in DATASETS:
+        for split in ("train", "test"):
+            images = load(name, split)
+            print(f"{name} {split}: {len(images)} images {tuple(images.x.shape[1:])}, checksums verified")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""reprolib.models: architectures, the checked registry, and deterministic resumable training."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from reprolib import data, models
+from reprolib.models import registry
+from reprolib.train import Recipe, accuracy, fit
+
+
+@pytest.mark.parametrize("name", list(models.SPECS))
+def test_every_architecture_maps_inputs_to_ten_logits(name):
+    spec = models.SPECS[name]
+    model = spec.build().eval()
+    x = torch.rand(2, *model.input_shape)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    assert model.bounds == (0.0, 1.0)
+
+
+def test_build_is_deterministic():
+    a, b = models.SPECS["lenet5_mnist"].build(), models.SPECS["lenet5_mnist"].build()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_classifier_normalises_inside():
+    net = torch.nn.Flatten()
+    clf = models.Classifier(net, input_shape=(3, 1, 1), num_classes=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    out = clf(torch.ones(1, 3, 1, 1))
+    assert torch.allclose(out, torch.tensor([[2.0, 1.0, 0.5]]))
+    with pytest.raises(ValueError, match="lower < upper"):
+        models.Classifier(net, input_shape=(1,), num_classes=1, bounds=(1, 0))
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(KeyError, match="cw_mnist"):
+        models.load("resnet50_imagenet")
+
+
+@pytest.mark.parametrize("name", registry.COMMITTED)
+def test_committed_checkpoint_loads_and_keeps_its_accuracy(name, mirror):
+    model = models.load(name, device="cpu", train_if_missing=False)
+    meta = model.meta
+    assert meta["sha256"] == registry.sha256sum(registry.checkpoint_paths(name)[0])
+    test = data.load(meta["dataset"], "test")
+    subset = data.first_n(test, registry.CHECK_SUBSET)
+    assert abs(accuracy(model, subset) - meta["check_subset_accuracy"]) <= 0.005
+    for key in ("recipe", "test_accuracy", "train_seconds", "hardware", "torch_version", "paper_accuracy"):
+        assert key in meta
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    src, meta = registry.checkpoint_paths("logreg_mnist")
+    shutil.copy(src, tmp_path / src.name)
+    shutil.copy(meta, tmp_path / meta.name)
+    models.load("logreg_mnist", device="cpu", train_if_missing=False, root=tmp_path)  # intact: loads
+    blob = bytearray((tmp_path / src.name).read_bytes())
+    blob[-10] ^= 0xFF
+    (tmp_path / src.name).write_bytes(bytes(blob))
+    with pytest.raises(models.CheckpointError, match="sha256"):
+        models.load("logreg_mnist", device="cpu", train_if_missing=False, root=tmp_path)
+    (tmp_path / meta.name).write_text("{not json")
+    with pytest.raises(models.CheckpointError, match="not valid JSON"):
+        models.load("logreg_mnist", device="cpu", train_if_missing=False, root=tmp_path)
+
+
+def test_missing_checkpoint_without_training(tmp_path):
+    with pytest.raises(models.CheckpointError, match="make models"):
+        models.load("cw_mnist", device="cpu", train_if_missing=False, root=tmp_path)
+
+
+def _toy_set(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 4, 4, generator=g)
+    y = (x.flatten(1).sum(1) > 8).long()
+    return data.ImageSet("toy", x, y, torch.arange(n), ("lo", "hi"))
+
+
+def _toy_model():
+    torch.manual_seed(0)
+    return models.Classifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(),
+                                                 torch.nn.Dropout(0.2), torch.nn.Linear(8, 2)),
+                             input_shape=(1, 4, 4), num_classes=2, mean=(0.5,), std=(0.29,))
+
+
+def test_training_is_deterministic_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from reprolib import train as train_module
+
+    recipe = Recipe(epochs=3, lr=0.1, batch_size=16, seed=3)
+    toy = _toy_set()
+    straight, again = _toy_model(), _toy_model()
+    fit(straight, recipe, toy)
+    fit(again, recipe, toy)
+
+    class Killed(Exception):
+        pass
+
+    save = train_module._save_atomic
+
+    def save_then_die(obj, path):  # the process dies right after epoch 1 is saved
+        save(obj, path)
+        if obj["epoch"] == 1:
+            raise Killed
+
+    resume = tmp_path / "toy.resume.pt"
+    monkeypatch.setattr(train_module, "_save_atomic", save_then_die)
+    with pytest.raises(Killed):
+        fit(_toy_model(), recipe, toy, resume_path=resume)
+    monkeypatch.setattr(train_module, "_save_atomic", save)
+    assert torch.load(resume, weights_only=False)["epoch"] == 1
+    resumed = _toy_model()
+    fit(resumed, recipe, toy, resume_path=resume)
+    for a, b, c in zip(straight.parameters(), again.parameters(), resumed.parameters()):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert accuracy(straight, toy) > accuracy(_toy_model(), toy) + 0.2  # it did learn
+
+
+def test_resume_refuses_another_recipe(tmp_path):
+    toy = _toy_set(64)
+    resume = tmp_path / "toy.resume.pt"
+    fit(_toy_model(), Recipe(epochs=1, lr=0.1, batch_size=32), toy, resume_path=resume)
+    with pytest.raises(RuntimeError, match="another recipe"):
+        fit(_toy_model(), Recipe(epochs=2, lr=0.1, batch_size=32), toy, resume_path=resume)
+
+
+def test_metadata_files_are_consistent():
+    for name in registry.COMMITTED:
+        ckpt, meta_path = registry.checkpoint_paths(name)
+        if not ckpt.exists():
+            pytest.fail(f"committed checkpoint {ckpt} is missing; run `make models`")
+        meta = json.loads(meta_path.read_text())
+        assert meta["name"] == name
+        assert meta["recipe"] == models.SPECS[name].recipe.as_dict()
