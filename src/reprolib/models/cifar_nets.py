@@ -23,13 +23,16 @@ def cw_cifar() -> nn.Sequential:
 
 def nin(width: float = 1.0, dropout: float = 0.5) -> nn.Sequential:
     """Network-in-Network as released with document 001 (card §2.8). ``width`` scales every
-    hidden channel count (192/160/96); ``width=0.5`` is the CPU variant."""
+    hidden channel count (192/160/96); ``width=0.5`` is the CPU variant.
+
+    Convolutions get Kaiming-normal weights and zero biases: with PyTorch's default init the
+    nine ReLU layers (no batch norm) shrink the signal to nothing and training never starts."""
     c192, c160, c96 = (max(1, round(c * width)) for c in (192, 160, 96))
 
     def conv(i, o, k):
         return [nn.Conv2d(i, o, k, padding=k // 2), nn.ReLU()]
 
-    return nn.Sequential(
+    net = nn.Sequential(
         *conv(3, c192, 5), *conv(c192, c160, 1), *conv(c160, c96, 1),
         nn.MaxPool2d(3, 2, padding=1), nn.Dropout(dropout),
         *conv(c96, c192, 5), *conv(c192, c192, 1), *conv(c192, c192, 1),
@@ -37,6 +40,11 @@ def nin(width: float = 1.0, dropout: float = 0.5) -> nn.Sequential:
         *conv(c192, c192, 3), *conv(c192, c192, 1), *conv(c192, 10, 1),  # the last ReLU is the authors'
         nn.AvgPool2d(8), nn.Flatten(),
     )
+    for layer in net:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return net
 
 
 class _DenseLayer(nn.Module):
