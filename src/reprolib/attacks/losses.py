@@ -1,0 +1,135 @@
+"""Per-input attack losses computed from logits, and a registry of them by name.
+
+Every loss here is an **objective the attack ascends**: a function
+``objective(logits, labels, targeted, **kw) -> Tensor`` of shape ``(N,)``, one value per input,
+whose gradient with respect to the input points towards "more adversarial". The sign
+conventions of the documents are folded in once, here, so every attack steps along
+``+∇ objective``:
+
+=============  ==========================================  ==========================================
+name           targeted (``labels`` = target t)            untargeted (``labels`` = true class y)
+=============  ==========================================  ==========================================
+``ce``         −CE(Z, t)  (descend the target CE)          +CE(Z, y)  (ascend the true-class CE)
+``ce_sign``    as ``ce``; attacks step along sign(∇)       as ``ce``; attacks step along sign(∇)
+``logit``      +Z_t  (document 003's "logit loss")         −Z_y  (push the true logit down)
+``mlogit``     min(Z_t − max_{j≠t} Z_j, κ)                 min(max_{j≠y} Z_j − Z_y, κ)
+=============  ==========================================  ==========================================
+
+``mlogit`` is the negated Carlini–Wagner f6, ``f6 = max(max_{j≠t} Z_j − Z_t, −κ)`` (document 003
+eq. 4, §2.2; κ = 20 there, κ = 0 in C&W's code): it is flat (zero gradient) once the margin
+reaches κ, exactly the "P_n = ∇g_c − ∇g_{c*} while g_c − max_{i≠c} g_i < κ, otherwise 0" of
+card 003 §2.7. The best other class is found with the label masked by −inf, never by 0, so it
+is right when every logit is negative. :func:`cw_f6` returns the C&W value itself (to minimise).
+
+Losses are per input; an attack sums them over the batch before differentiating (never the
+mean, card 003 §4), so an input's gradient does not depend on the batch size.
+
+Models declared ``output="log_probs"`` return log-probabilities. ``ce`` and ``mlogit`` are
+unchanged by that (log-softmax is idempotent and margins are shift-invariant); ``logit`` then
+ascends log p_t, not the logit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def best_other(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(max_{j≠label} Z_j, argmax_{j≠label} Z_j)`` per row; the label is masked with −inf."""
+    masked = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+    return masked.max(1)
+
+
+def margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """``Z_label − max_{j≠label} Z_j`` per row (positive when ``label`` is the prediction)."""
+    other, _ = best_other(logits, labels)
+    return logits.gather(1, labels[:, None]).squeeze(1) - other
+
+
+def cw_f6(logits: Tensor, labels: Tensor, targeted: bool = True, kappa: float = 0.0) -> Tensor:
+    """Carlini–Wagner's f6, to be **minimised**: targeted ``max(max_{j≠t} Z_j − Z_t, −κ)``,
+    untargeted ``max(Z_y − max_{j≠y} Z_j, −κ)``. It reaches −κ once the margin is ≥ κ."""
+    m = margin(logits, labels)
+    return torch.clamp(-m if targeted else m, min=-float(kappa))
+
+
+def ce_objective(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Cross-entropy per input: −CE(t) when targeted, +CE(y) when untargeted."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    return -ce if targeted else ce
+
+
+def logit_objective(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """The label's own logit: +Z_t when targeted, −Z_y when untargeted."""
+    z = logits.gather(1, labels[:, None]).squeeze(1)
+    return z if targeted else -z
+
+
+def mlogit_objective(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
+    """The C&W margin ("M-logit"), −f6: ``min(margin, κ)`` with margin = Z_t − max_{j≠t} Z_j
+    (targeted) or max_{j≠y} Z_j − Z_y (untargeted). The gradient is exactly zero once the
+    margin is ≥ κ (``torch.where`` sends no gradient through the flat branch)."""
+    m = margin(logits, labels)
+    m = m if targeted else -m
+    return torch.where(m < kappa, m, torch.full_like(m, float(kappa)))
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A named objective. ``sign=True`` tells a gradient-step attack to step along the sign of
+    the gradient (document 003's CE-sign). ``params`` names the keyword arguments it takes."""
+
+    name: str
+    objective: Callable[..., Tensor]
+    sign: bool = False
+    params: tuple[str, ...] = ()
+    description: str = ""
+
+    def __call__(self, logits: Tensor, labels: Tensor, targeted: bool, **kw) -> Tensor:
+        unknown = set(kw) - set(self.params)
+        if unknown:
+            raise TypeError(f"loss {self.name!r} takes {list(self.params) or 'no parameters'}, "
+                            f"got {sorted(unknown)}")
+        return self.objective(logits, labels, targeted, **kw)
+
+
+LOSSES: dict[str, Loss] = {
+    "ce": Loss("ce", ce_objective, description="cross-entropy (L-BFGS's source, document 003)"),
+    "ce_sign": Loss("ce_sign", ce_objective, sign=True,
+                    description="sign of the cross-entropy gradient (IFGS/BIM's source, document 003)"),
+    "logit": Loss("logit", logit_objective,
+                  description="target logit (targeted) / true logit (untargeted), document 003"),
+    "mlogit": Loss("mlogit", mlogit_objective, params=("kappa",),
+                   description="C&W margin f6 with confidence κ ('M-logit', document 003)"),
+}
+
+
+def get(loss: str | Loss) -> Loss:
+    """The :class:`Loss` called ``loss`` (or ``loss`` itself)."""
+    if isinstance(loss, Loss):
+        return loss
+    try:
+        return LOSSES[loss]
+    except KeyError:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} "
+                         f"or pass a reprolib.attacks.losses.Loss") from None
+
+
+def objective_and_grad(counter, x: Tensor, labels: Tensor, loss: Loss, targeted: bool,
+                       idx: Tensor | None = None, **loss_kw) -> tuple[Tensor, Tensor, Tensor]:
+    """One counted forward and backward pass: ``(logits, objective, ∇_x Σ objective)``.
+
+    ``x`` is detached first; the objective is summed over the batch (never averaged) by
+    :meth:`Counter.grad`, so each row's gradient is that of its own objective. ``logits`` and
+    ``objective`` come back detached.
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = counter.logits(x, idx)
+        obj = loss(logits, labels, targeted, **loss_kw)
+        grad = counter.grad(obj, x, idx)
+    return logits.detach(), obj.detach(), grad

@@ -1,0 +1,243 @@
+"""A disk cache for the expensive steps of a chapter: one trained model, one attack on one set
+of images.
+
+Each result is stored under a key made of
+
+* the step's name and its inputs (numbers, strings, lists, dicts, tensors, arrays, models,
+  :class:`~reprolib.data.ImageSet`), hashed by content;
+* the code version: ``reprolib.__version__`` plus the sha256 of the source files of the code
+  the step depends on (the modules or functions passed as ``code``).
+
+Results are written atomically (a temporary file, then a rename), so a run that is killed
+leaves either a complete entry or none. Started again, it finds every step it had finished and
+recomputes only the rest; with ``seed`` given, each step draws its random numbers from its own
+seeded generator, so the numbers do not depend on which steps came from the cache.
+
+Where: ``REPROLIB_CACHE_DIR``, else the checkout's ``.cache`` (see :func:`reprolib.paths.cache_dir`).
+Switch it off with ``REPROLIB_NO_CACHE=1``, :func:`set_enabled`, or the chapter runner's
+``--no-cache``: every step is then computed and nothing is read or written.
+
+Example::
+
+    from reprolib import cache
+    result = cache.cached("fgsm", {"model": model, "images": images, "eps": 0.1},
+                          lambda: fgsm(model, images.x, images.y, eps=0.1),
+                          code=[my_attack_module], seed=0)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import random
+import tempfile
+import types
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import __version__, paths
+
+_ENABLED: bool | None = None  # None: follow REPROLIB_NO_CACHE
+
+
+def enabled() -> bool:
+    """Whether :func:`cached` reads and writes the disk cache."""
+    if _ENABLED is not None:
+        return _ENABLED
+    return os.environ.get("REPROLIB_NO_CACHE", "").strip().lower() in ("", "0", "false", "no")
+
+
+def set_enabled(value: bool | None) -> None:
+    """Switch the cache on or off for this process (``None``: follow ``REPROLIB_NO_CACHE``)."""
+    global _ENABLED
+    _ENABLED = value
+
+
+@contextlib.contextmanager
+def disabled():
+    """A context in which :func:`cached` neither reads nor writes the cache."""
+    global _ENABLED
+    before, _ENABLED = _ENABLED, False
+    try:
+        yield
+    finally:
+        _ENABLED = before
+
+
+def _source_file(obj: Any) -> Path:
+    if isinstance(obj, (str, Path)):
+        return Path(obj)
+    if isinstance(obj, types.ModuleType):
+        return Path(inspect.getfile(obj))
+    module = inspect.getmodule(obj)
+    if module is None:
+        raise TypeError(f"Cannot find the source file of {obj!r}; pass its module or path.")
+    return Path(inspect.getfile(module))
+
+
+def code_version(code: Iterable[Any] = ()) -> str:
+    """``reprolib`` version plus the sha256 of the source files of ``code`` (modules,
+    functions, classes or paths). A module that is a package stands for all its ``.py`` files."""
+    h = hashlib.sha256(f"reprolib {__version__}\n".encode())
+    files: set[Path] = set()
+    for obj in code:
+        path = _source_file(obj).resolve()
+        if path.name == "__init__.py" and isinstance(obj, types.ModuleType):
+            files.update(path.parent.rglob("*.py"))
+        else:
+            files.add(path)
+    for path in sorted(files):
+        h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _feed(h: "hashlib._Hash", obj: Any) -> None:
+    """Hash ``obj`` by content, unambiguously (every item is tagged with its kind)."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    elif isinstance(obj, float):
+        h.update(f"float:{obj.hex()};".encode())
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}[{len(obj)}](".encode())
+        for item in obj:
+            _feed(h, item)
+        h.update(b")")
+    elif isinstance(obj, dict):
+        h.update(f"dict[{len(obj)}](".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+        h.update(b")")
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        h.update(f"ndarray:{a.dtype}:{a.shape}:".encode() + a.tobytes())
+    elif isinstance(obj, (np.integer, np.floating, np.bool_)):
+        _feed(h, obj.item())
+    elif isinstance(obj, torch.nn.Module):
+        # a model is its class and its weights (and, for a reprolib Classifier, its bounds)
+        h.update(f"module:{type(obj).__module__}.{type(obj).__qualname__}:".encode())
+        _feed(h, {k: v for k, v in obj.state_dict().items()})
+        for attr in ("bounds", "input_shape", "num_classes", "output", "mean", "std"):
+            if hasattr(obj, attr):
+                _feed(h, getattr(obj, attr))
+    elif isinstance(obj, torch.device):
+        _feed(h, f"device:{obj}")
+    elif isinstance(obj, torch.dtype):
+        _feed(h, f"dtype:{obj}")
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(f"dataclass:{type(obj).__qualname__}:".encode())
+        _feed(h, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    elif isinstance(obj, Path):
+        _feed(h, f"path:{obj}")
+    else:
+        raise TypeError(f"reprolib.cache cannot hash a {type(obj).__name__}; pass numbers, strings, "
+                        "lists, dicts, tensors, arrays, models or dataclasses as inputs.")
+
+
+def key(name: str, inputs: Any, code: Iterable[Any] = ()) -> str:
+    """The cache key of step ``name`` with ``inputs`` under the current ``code`` version."""
+    h = hashlib.sha256()
+    _feed(h, name)
+    _feed(h, inputs)
+    h.update(code_version(code).encode())
+    return h.hexdigest()[:32]
+
+
+def entry_path(name: str, digest: str, root: Path | None = None) -> Path:
+    """Where the entry of step ``name`` with key ``digest`` lives."""
+    root = paths.cache_dir() if root is None else Path(root)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return root / safe / f"{digest}.pt"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run a block with Python's, NumPy's and torch's (CPU and CUDA) generators seeded with
+    ``seed``, restoring their previous state afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable[Any] = (),
+           seed: int | None = None, root: Path | None = None) -> Any:
+    """The result of ``compute()``, from the cache when this step has run before.
+
+    Args:
+        name: the step's name, e.g. ``"cw_l2/cw_mnist"``; entries are grouped by it on disk.
+        inputs: everything the result depends on besides the code (hashed by content).
+        compute: a function of no arguments that computes the result; whatever it returns
+            must be picklable by ``torch.save`` (tensors, dicts, dataclasses, ...).
+        code: the modules or functions whose source the result depends on. The reprolib
+            version is always part of the key.
+        seed: if given, ``compute`` runs under :func:`seeded` (and the seed is in the key), so
+            the result does not depend on what ran before it.
+        root: the cache folder (default :func:`reprolib.paths.cache_dir`).
+    """
+    code = list(code)
+    if seed is not None:
+        inputs = {"inputs": inputs, "seed": seed}
+
+    def run() -> Any:
+        if seed is None:
+            return compute()
+        with seeded(seed):
+            return compute()
+
+    if not enabled():
+        return run()
+    path = entry_path(name, key(name, inputs, code), root)
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:  # a truncated or foreign file: recompute and replace it
+            pass
+    result = run()
+    save_atomic(result, path)
+    info = path.with_suffix(".json")
+    try:
+        info.write_text(json.dumps({"name": name, "reprolib_version": __version__,
+                                    "code": [str(_source_file(c)) for c in code]}, indent=1) + "\n")
+    except OSError:
+        pass
+    return result

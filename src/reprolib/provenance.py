@@ -1,0 +1,91 @@
+"""Where a result came from: the reprolib commit, torch version, device, hardware, parameters and
+wall time of a run, as a dict and as the Markdown block at the top of each executed chapter."""
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from . import __version__, paths
+from .device import hardware_summary, resolve
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The checkout's commit (short hash, ``+dirty`` when tracked files changed), or ``None``
+    outside a git checkout or without git."""
+    repo = paths.REPO_ROOT if repo is None else repo
+    if repo is None:
+        return None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def device_name(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device; ``None`` and ``"auto"`` mean :func:`reprolib.device.default_device`."""
+    return resolve(None if device in (None, "auto") else device)
+
+
+def collect(params: Mapping[str, Any] | None = None, *, device: str | torch.device | None = None,
+            wall_seconds: float | None = None) -> dict[str, Any]:
+    """The provenance of a run, as a JSON-serialisable dict."""
+    params = dict(params or {})
+    dev = device_name(device if device is not None else params.get("device"))
+    commit = git_commit()
+    return {
+        "profile": params.get("profile"),
+        "parameters": params,
+        "reprolib_version": __version__,
+        "reprolib_commit": commit if commit is not None else "unknown (not a git checkout)",
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": str(dev),
+        "hardware": hardware_summary(dev),
+        "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not measured"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def markdown(info: Mapping[str, Any], *, rerun: str | None = None) -> str:
+    """The provenance block shown at the top of an executed chapter."""
+    params = dict(info.get("parameters") or {})
+    params.pop("profile", None)
+    overrides = set(info.get("overrides") or ())
+    values = ", ".join(f"`{k}={v!r}`" + (" (set)" if k in overrides else "") for k, v in params.items()) or "none"
+    lines = [
+        "```{admonition} Provenance of this page",
+        ":class: note",
+        f"Executed with profile **`{info.get('profile')}`** in {_duration(info.get('wall_seconds'))} "
+        f"on {info.get('finished', 'an unknown date')}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters | {values} |",
+        f"| reprolib | {info.get('reprolib_version')}, commit `{info.get('reprolib_commit')}` |",
+        f"| torch | {info.get('torch_version')} (Python {info.get('python_version')}) |",
+        f"| device | `{info.get('device')}` |",
+        f"| hardware | {info.get('hardware')} |",
+        f"| wall time | {_duration(info.get('wall_seconds'))} |",
+    ]
+    if rerun:
+        lines += ["", f"Re-run it: `{rerun}`"]
+    lines.append("```")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The whole pipeline, as CI runs it: every chapter executes with ``profile=smoke`` through the
+runner (fresh kernel, cache off) into a temporary folder, the HTML book is built from those
+executions with warnings as errors, and headless Chromium opens every page.
+
+The committed ``cpu`` executions in ``book/chapters`` are never touched. Screenshots go to
+``build/screenshots/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reprolib import chapters
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "build" / "screenshots"
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.ipynb"))}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    """Every chapter executed with the smoke profile, without the cache, one at a time."""
+    if not os.environ.get("REPROLIB_DATA_MIRROR"):
+        pytest.skip("REPROLIB_DATA_MIRROR is not set; the chapters need MNIST and CIFAR-10")
+    out = tmp_path_factory.mktemp("smoke-chapters")
+    before = _digest(chapters.EXECUTED_DIR)
+    chapters.run_all("smoke", out=out, cache=False, progress=False)
+    assert _digest(chapters.EXECUTED_DIR) == before, "a smoke run changed book/chapters"
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(smoke, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    return chapters.build(smoke, output=out, expected_profile="smoke", quiet=True)
+
+
+def test_every_chapter_executed_with_provenance(smoke):
+    for name in chapters.chapter_names():
+        path = smoke / f"{name}.ipynb"
+        assert path.is_file(), f"{name} was not executed"
+        nb = json.loads(path.read_text())
+        info = nb["metadata"]["reprolib"]
+        assert info["source_sha256"] == chapters.source_hash(name)
+        prov = info["provenance"]
+        assert prov["profile"] == "smoke" and prov["wall_seconds"] > 0
+        for key in ("reprolib_commit", "torch_version", "device", "hardware"):
+            assert prov[key], key
+        assert set(prov["parameters"]) == set(chapters.spec(name).names)
+        top = [c for c in nb["cells"][:2] if chapters.PROVENANCE_TAG in c["metadata"].get("tags", [])]
+        assert top, f"{name}: no provenance block at the top"
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                assert out["output_type"] != "error", f"{name}: error output"
+                assert out.get("name") != "stderr", f"{name}: stderr output: {out.get('text')}"
+    assert chapters.check(smoke, expected_profile="smoke") == []
+
+
+def test_site_has_every_part(site):
+    for name in chapters.chapter_names():
+        page = site / "chapters" / f"{name}.html"
+        assert page.is_file()
+        assert (site / "_sources" / "chapters" / f"{name}.ipynb").is_file(), "no notebook to download"
+        assert f"_sources/chapters/{name}.ipynb" in page.read_text(), "no download link"
+    parts = sorted(p.stem for p in (site / "parts").glob("*.html"))
+    assert [p[:3] for p in parts] == ["000", "001", "002", "003", "004"] or len(parts) == 0
+    bib = (site / "bibliography.html").read_text()
+    for author in ("Tabacof", "Balda", "Sharma", "Ozbulak", "Matyasko", "Carlini", "Goodfellow"):
+        assert author in bib
+    api = "".join(p.read_text() for p in (site / "api").glob("*.html"))
+    for obj in ("reprolib.params.Spec", "reprolib.cache.cached", "reprolib.models.load",
+                "reprolib.plotting.image_grid", "reprolib.attacks.core.AttackResult"):
+        assert f'id="{obj}"' in api, f"{obj} is not in the API reference"
+    assert "Traceback" not in api
+
+
+def _need_browser() -> None:
+    if shutil.which(chapters.BROWSER) or Path(chapters.BROWSER).is_file():
+        return
+    if os.environ.get("CI") or os.environ.get("REPROLIB_REQUIRE_DATA"):
+        pytest.fail(f"{chapters.BROWSER} is missing; `apt-get install -y chromium` (make setup does)")
+    pytest.skip(f"{chapters.BROWSER} is missing; `apt-get install -y chromium` to run the browser test")
+
+
+def test_every_page_renders_in_chromium(site, smoke):
+    _need_browser()
+    pages = [p for p in chapters.site_pages(site) if not p.startswith("api/")]  # api/*: `browse` CLI
+    assert pages[: len(chapters.chapter_names())] == [f"chapters/{n}" for n in chapters.chapter_names()]
+    report = chapters.browser_check(site, pages=pages, screenshots=SCREENSHOTS, chapters_dir=smoke)
+    bad = {page: problems for page, problems in report.items() if problems}
+    assert not bad, bad
+    for page in pages:
+        assert (SCREENSHOTS / (page.replace("/", "_") + ".png")).is_file()
