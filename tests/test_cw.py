@@ -199,14 +199,18 @@ def test_pass_counts_are_exact(abort_early):
 # --- the trained C&W MNIST network --------------------------------------------------------
 
 #: ZOO's Table 1 (card 002 §3.1): white-box C&W, untargeted, MNIST, mean L2 1.48066 over 200
-#: images (9 × 1000 iterations, c0 = 0.01); the card allows ±25 % for a re-trained model.
+#: images (9 × 1000 iterations, c0 = 0.01, lr 0.01); the card allows ±25 % for a re-trained model.
 LITERATURE_L2 = 1.48066
-REDUCED = dict(binary_search_steps=5, max_iterations=200, learning_rate=1e-2, initial_const=0.1,
+#: The reduced budget: 5 × 100 iterations. With so few steps the step size is raised to 0.05:
+#: at lr 0.01 the saturated background pixels (w ≈ ±7.25 after the tanh change of variables)
+#: cannot move within 200 iterations, and one of the first 16 images then stays unbroken.
+REDUCED = dict(binary_search_steps=5, max_iterations=100, learning_rate=0.05, initial_const=0.1,
                confidence=0.0)
+N_IMAGES = 16  # the first 16 correctly classified test images (32 would double the file's time)
 
 
 @pytest.fixture(scope="module")
-def mnist_run():
+def mnist_run(mirror):
     try:
         model = load("cw_mnist", train_if_missing=False)
     except CheckpointError as exc:
@@ -217,7 +221,7 @@ def mnist_run():
     except data.DataFileError as exc:
         pytest.skip(f"needs the MNIST test set: {exc}")
     model = model.cpu()
-    sample = data.first_correct(model, test, 32)
+    sample = data.first_correct(model, test, N_IMAGES)
     torch.manual_seed(0)
     return model, sample.x, sample.y, cw_l2(model, sample.x, sample.y, **REDUCED)
 

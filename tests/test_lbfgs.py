@@ -210,7 +210,7 @@ def test_lockstep_batches_all_pending_asks():
     assert seen == [[0, 1, 2], [1, 2], [2]]
 
 
-def test_document_000_logistic_regression():
+def test_document_000_logistic_regression(mirror):
     """Document 000, model M1 (logistic regression on MNIST): every targeted attack succeeds
     and the RMS distortion is in the card's range, 0.03–0.1 in [0, 1] units (§4.5 item 1)."""
     try:

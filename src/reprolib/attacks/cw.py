@@ -7,7 +7,7 @@ Follows the reference ``l2_attack.py`` of carlini/nn_robust_attacks (card 002, �
 * objective ``‖x' − x‖₂² + c · f(x')`` with the logit loss
   ``f = max(max_{j≠t} Z_j − Z_t, −κ)`` (targeted) or ``max(Z_y − max_{j≠y} Z_j, −κ)``
   (untargeted), the excluded class masked with ``-inf`` so that any logits work;
-* Adam (β = 0.9, 0.999, ε = 1e-8, TF's update form), restarted from ``x`` at every outer step;
+* Adam (β = 0.9, 0.999, ε = 1e-8), restarted from ``x`` at every outer step;
 * per-input binary search on ``c`` (:class:`~reprolib.attacks.search.ConstSearch`);
   with ``binary_search_steps ≥ 10`` the last step runs at the upper bound, as the reference;
 * abort early, per input: every ``max_iterations // 10`` iterations an input whose loss is not
@@ -19,6 +19,10 @@ Deviations from the reference, all harmless or per-input versions of its batch b
 the distance is measured to ``x`` itself rather than to ``tanh(arctanh(x·0.999999))``; the
 first abort check compares with +inf rather than 1e6; the reference sums the batch loss for
 abort-early, here each input decides for itself (card 002 §2.1: the thesis ran batch size 1).
+Adam is Kingma & Ba's Algorithm 1 (ε added to √v̂, as PyTorch and Foolbox), not TensorFlow's
+form (ε added to √v before the bias correction): TF's larger effective ε early on barely moves
+the tanh-saturated pixels (gradients ~1e-6), which cost ~5 % in median L2 on cw_mnist at a
+5 × 100, lr 0.05 budget.
 """
 from __future__ import annotations
 
@@ -96,13 +100,13 @@ def cw_l2(
             loss = l2sq + const[sel] * f.clamp(min=-kappa)
             grad = counter.grad(loss, wa, idx)
             iterations[sel] += 1
-            # Adam, TF form: lr_t = lr·sqrt(1−β2^t)/(1−β1^t); w −= lr_t·m/(sqrt(v)+ε).
+            # Adam as Kingma & Ba's Algorithm 1: w −= lr·m̂/(sqrt(v̂)+ε), bias-corrected m̂, v̂.
             t = it + 1
             ma = m[sel].mul_(b1).add_(grad, alpha=1 - b1)
             va = v[sel].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            lr_t = learning_rate * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
             m[sel], v[sel] = ma, va
-            w[sel] = wa.detach() - lr_t * ma / (va.sqrt() + eps)
+            step = (ma / (1 - b1 ** t)) / ((va / (1 - b2 ** t)).sqrt() + eps)
+            w[sel] = wa.detach() - learning_rate * step
 
             loss, l2sq, f, xa = loss.detach(), l2sq.detach(), f.detach(), xa.detach()
             adv = f + kappa < 0
