@@ -2,24 +2,26 @@
 
 Every attack takes a :class:`reprolib.models.Classifier`, a batch inside its bounds and the
 labels (or targets), and returns an :class:`AttackResult` whose success is re-checked by a
-fresh forward pass. Defaults are the documents' (see each module's docstring).
-"""
-from .blackbox import BlackBox
-from .convex import alg1, alg2, gnii_step, gnii_value, min_norm_step, random_sign
-from .core import AttackInputError, AttackResult, Counter, finish, lp_norms, start
-from .cw import cw_l2
-from .deepfool import deepfool
-from .ead import ead
-from .fgsm import fgm, fgsm
-from .iterative_targeted import iterative_targeted
-from .lbfgs import lbfgs
-from .pdpgd import pdgd, pdpgd
-from .pgd import bim, ifgm, pgd
-from .zoo import zoo
+fresh forward pass. Defaults are the documents'. Import an attack from its module:
 
-__all__ = [
-    "AttackInputError", "AttackResult", "BlackBox", "Counter", "alg1", "alg2", "bim", "cw_l2",
-    "deepfool", "ead", "fgm", "fgsm", "finish", "gnii_step", "gnii_value", "ifgm",
-    "iterative_targeted", "lbfgs", "lp_norms", "min_norm_step", "pdgd", "pdpgd", "pgd",
-    "random_sign", "start", "zoo",
-]
+======================  =====================================================================
+module                  attacks
+======================  =====================================================================
+``fgsm``                ``fgsm``, ``fgm`` (one step, ℓ∞ / ℓ2 / ℓ1)
+``pgd``                 ``pgd``, ``ifgm``, ``bim`` (iterative, ℓ∞ / ℓ2 / ℓ1)
+``iterative_targeted``  document 003's equal-multiplier / equal-perturbation rules
+``deepfool``            ``deepfool`` (ℓ2, ℓ∞)
+``convex``              document 001: ``alg1`` (and Alg1-n), ``alg2``, ``random_sign``, GNII
+``regression``          document 001 §III: ``l2_attack``, ``l1_attack`` for regressors
+``lbfgs``               document 000: ``lbfgs`` with bisection on C
+``cw``                  ``cw_l2`` (Carlini & Wagner)
+``ead``                 ``ead`` (elastic net, ISTA / FISTA)
+``zoo``                 ``zoo`` (black box, through :class:`blackbox.BlackBox`)
+``pdpgd``               document 004: ``pdgd``, ``pdpgd`` (ℓ∞ / ℓ2 / ℓ1 / ℓ0)
+======================  =====================================================================
+
+For example ``from reprolib.attacks.cw import cw_l2``.
+"""
+from .core import AttackInputError, AttackResult, Counter, finish, lp_norms, start
+
+__all__ = ["AttackInputError", "AttackResult", "Counter", "finish", "lp_norms", "start"]
