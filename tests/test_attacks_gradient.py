@@ -12,7 +12,7 @@ from torch import nn
 
 from reprolib.attacks import fgsm as fgsm_mod
 from reprolib.attacks import losses
-from reprolib.attacks.core import AttackInputError, Counter, recheck
+from reprolib.attacks.core import AttackInputError, Counter
 from reprolib.attacks.fgsm import fgm, fgsm
 from reprolib.attacks.iterative_targeted import iterative_targeted
 from reprolib.attacks.pgd import (bim, ifgm, pgd, project, project_l1, project_l2, rescale,

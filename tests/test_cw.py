@@ -15,6 +15,8 @@ from torch import nn
 from reprolib.attacks.cw import cw_l2
 from reprolib.models import CheckpointError, Classifier, load
 
+from _checks import check_result
+
 DIM, K = 20, 4
 
 
@@ -77,19 +79,6 @@ def untargeted_distances(W, b, x, y) -> torch.Tensor:
     z = W @ x + b
     return torch.tensor([float((z[y] - z[j]) / (W[y] - W[j]).norm()) if j != y else float("inf")
                          for j in range(len(W))], dtype=torch.float64)
-
-
-def check_result(model: Classifier, result) -> None:
-    """x_adv in bounds; success equals a fresh forward pass and the attack's own belief."""
-    lo, hi = model.bounds
-    assert bool((result.x_adv >= lo).all() and (result.x_adv <= hi).all())
-    with torch.no_grad():
-        pred = model(result.x_adv).argmax(1)
-    fresh = pred == result.labels if result.targeted else pred != result.labels
-    assert torch.equal(result.success, fresh)
-    assert torch.equal(result.success, result.info["found"])
-    failed = ~result.success
-    assert torch.equal(result.x_adv[failed], result.x[failed])
 
 
 def targeted_case(seed: int = 0, n: int = 4, lo: float = 0.08, hi: float = 0.3):

@@ -16,6 +16,8 @@ from torch import nn
 from reprolib.attacks.lbfgs import lbfgs, lockstep
 from reprolib.models import CheckpointError, Classifier, load
 
+from _checks import check_result
+
 DIM = 20
 
 
@@ -70,19 +72,6 @@ def binary_case(seed: int = 0, n: int = 4, lo: float = 0.08, hi: float = 0.3):
     x = torch.stack(xs)
     t = 1 - affine(W, b)(x).argmax(1)
     return W, b, x, t, torch.tensor(ds, dtype=torch.float64)
-
-
-def check_result(model: Classifier, result) -> None:
-    """x_adv in bounds; success equals a fresh forward pass and the attack's own belief."""
-    lo, hi = model.bounds
-    assert bool((result.x_adv >= lo).all() and (result.x_adv <= hi).all())
-    with torch.no_grad():
-        pred = model(result.x_adv).argmax(1)
-    fresh = pred == result.labels if result.targeted else pred != result.labels
-    assert torch.equal(result.success, fresh)
-    assert torch.equal(result.success, result.info["found"])
-    failed = ~result.success
-    assert torch.equal(result.x_adv[failed], result.x[failed])
 
 
 @pytest.mark.parametrize("variant,kw", [

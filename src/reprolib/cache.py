@@ -33,7 +33,6 @@ import inspect
 import json
 import os
 import random
-import tempfile
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from . import __version__, paths
+from .files import atomic_open
 
 _ENABLED: bool | None = None  # None: follow REPROLIB_NO_CACHE
 
@@ -160,26 +160,10 @@ def entry_path(name: str, digest: str, root: Path | None = None) -> Path:
     return root / safe / f"{digest}.pt"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
 
 
 @contextlib.contextmanager

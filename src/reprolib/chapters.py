@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import tqdm  # noqa: F401  (imported before the kernel's environment is set; see _kernel_env)
 
 from . import paths
+from .files import atomic_open
 from .params import PROFILES, ParameterError, Params, Spec
 
 #: The checkout's folders (``None`` outside a source checkout).
@@ -258,27 +259,11 @@ def default_out(profile: str) -> Path:
     return SMOKE_DIR if profile == "smoke" else EXECUTED_DIR
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _write_atomic(nb, path: Path) -> None:
     import nbformat
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".ipynb.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            nbformat.write(nb, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        nbformat.write(nb, fh)
 
 
 def _insert_provenance(nb, text: str) -> None:

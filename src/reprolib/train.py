@@ -7,7 +7,6 @@ gives the same weights as an uninterrupted one (on the same hardware).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageSet
+from .files import atomic_open
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,8 @@ def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1000) -> float:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
 
 
 def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path | None = None,

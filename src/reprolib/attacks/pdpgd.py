@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ..models.classifier import Classifier
 from . import losses
-from .core import AttackResult, Counter, finish, is_adversarial, start
+from .core import AttackResult, finish, is_adversarial, start
 from .prox import NORMS, norm_of, prox
 
 #: Adam's constants (TensorFlow 2 / Keras defaults, as in the reference code).

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ from torch import nn
 
 from .. import __version__, data, paths
 from ..device import hardware_summary, resolve
+from ..files import atomic_open
 from ..train import Recipe, accuracy, fit
 from . import cifar_nets, mnist_nets
 from .classifier import Classifier
@@ -175,8 +175,8 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
     train_set = data.load(spec.dataset, "train")
     seconds = fit(model, spec.recipe, train_set, resume_path=resume, desc=f"train {name}")
     test_set = data.load(spec.dataset, "test")
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    torch.save(model.net.state_dict(), tmp)
+    with atomic_open(ckpt) as fh:
+        torch.save(model.net.state_dict(), fh)
     meta = {
         "name": name,
         "description": spec.description,
@@ -193,9 +193,9 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
         "torch_version": torch.__version__,
         "reprolib_version": __version__,
         "trained_on": datetime.date.today().isoformat(),
-        "sha256": sha256sum(tmp),
+        "sha256": sha256sum(ckpt),
     }
-    os.replace(tmp, ckpt)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    with atomic_open(meta_path, "w") as fh:
+        fh.write(json.dumps(meta, indent=2) + "\n")
     resume.unlink(missing_ok=True)
     return meta
