@@ -19,6 +19,7 @@ help:
 	@echo "make chapters  re-run every chapter with PROFILE (default cpu) into book/chapters"
 	@echo "make data      fetch and verify MNIST and CIFAR-10 (REPROLIB_DATA_MIRROR or download)"
 	@echo "make models    train any model checkpoint missing from data/models"
+	@echo "make bench     reprolib against peer libraries (installs the bench extra: Foolbox, ART)"
 	@echo "make setup     create .venv and install everything (idempotent)"
 
 $(STAMP): pyproject.toml
@@ -56,6 +57,10 @@ book: $(STAMP)
 
 book-check: $(STAMP)
 	$(VENV)/bin/reprolib-chapter check
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/zoo_vs_art.py $(ARGS)
 
 clean:
 	rm -rf book/_build build .pytest_cache
