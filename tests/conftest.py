@@ -26,3 +26,20 @@ def mirror() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def cw_mnist(mirror):
+    """The committed C&W MNIST CNN on the CPU. A missing or corrupt checkpoint is an error, not
+    a skip: it is part of the repository."""
+    from reprolib import models
+
+    return models.load("cw_mnist", device="cpu", train_if_missing=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mirror):
+    """The MNIST test set from the mirror."""
+    from reprolib import data
+
+    return data.load("mnist", "test", download=False)

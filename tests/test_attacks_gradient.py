@@ -468,15 +468,8 @@ def test_bad_arguments_are_refused():
 
 # ----------------------------------------------------------------------------- vs Foolbox 3.3.4
 @pytest.fixture(scope="module")
-def cw_mnist_batch(mirror):
-    from reprolib import data, models
-
-    try:
-        model = models.load("cw_mnist", device="cpu", train_if_missing=False)
-    except models.CheckpointError as err:
-        pytest.skip(f"the trained cw_mnist checkpoint is not available ({err}); `make models` trains it")
-    ds = data.load("mnist", "test", download=False)
-    return model, ds.x[:64], ds.y[:64]
+def cw_mnist_batch(cw_mnist, mnist_test):
+    return cw_mnist, mnist_test.x[:64], mnist_test.y[:64]
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from reprolib.attacks.cw import cw_l2
-from reprolib.models import CheckpointError, Classifier, load
+from reprolib.models import Classifier
 
 from _checks import check_result
 
@@ -199,18 +199,11 @@ N_IMAGES = 16  # the first 16 correctly classified test images (32 would double 
 
 
 @pytest.fixture(scope="module")
-def mnist_run(mirror):
-    try:
-        model = load("cw_mnist", train_if_missing=False)
-    except CheckpointError as exc:
-        pytest.skip(f"needs the trained cw_mnist checkpoint (data/models/cw_mnist.pt): {exc}")
+def mnist_run(cw_mnist, mnist_test):
     from reprolib import data
-    try:
-        test = data.load("mnist", "test", download=False)
-    except data.DataFileError as exc:
-        pytest.skip(f"needs the MNIST test set: {exc}")
-    model = model.cpu()
-    sample = data.first_correct(model, test, N_IMAGES)
+
+    model = cw_mnist
+    sample = data.first_correct(model, mnist_test, N_IMAGES)
     torch.manual_seed(0)
     return model, sample.x, sample.y, cw_l2(model, sample.x, sample.y, **REDUCED)
 

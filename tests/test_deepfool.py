@@ -88,16 +88,13 @@ def test_iteration_cap_and_no_clip_option():
 
 # ----------------------------------------------------------------------------- vs Foolbox 3.3.4
 @pytest.fixture(scope="module")
-def cw_mnist_batch(mirror):
-    from reprolib import data, models
+def cw_mnist_batch(cw_mnist, mnist_test):
+    from reprolib import data
 
-    try:
-        model = models.load("cw_mnist", device="cpu", train_if_missing=False)
-    except models.CheckpointError as err:
-        pytest.skip(f"the trained cw_mnist checkpoint is not available ({err}); `make models` trains it")
+    model = cw_mnist
     # 16 images: the comparison takes ~100 s at 64 on a busy 2-core box (ours agrees with Foolbox
     # per input to 1e-6 relative at 64 as well).
-    ds = data.first_correct(model, data.load("mnist", "test", download=False), 16)
+    ds = data.first_correct(model, mnist_test, 16)
     return model, ds.x, ds.y
 
 

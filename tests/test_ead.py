@@ -330,7 +330,7 @@ CROSS = dict(binary_search_steps=_bs, steps=_steps, beta=1e-3, initial_const=1.0
 
 
 @pytest.mark.slow
-def test_at_least_as_strong_as_foolbox_on_cw_mnist():
+def test_at_least_as_strong_as_foolbox_on_cw_mnist(cw_mnist, mnist_test):
     """Same budget and settings as Foolbox's EADAttack (targeted, a random wrong class per image,
     the first correctly classified test images); ours must succeed at least as often and
     have a median ℓ1 (over inputs both attacks succeed on) at most 2 % above theirs.
@@ -341,18 +341,10 @@ def test_at_least_as_strong_as_foolbox_on_cw_mnist():
     image, which its criterion may even call adversarial — we count them as failures.
     """
     fb = pytest.importorskip("foolbox")
-    from reprolib import data, models
-    from reprolib.models.registry import checkpoint_paths
+    from reprolib import data
 
-    ckpt, _ = checkpoint_paths("cw_mnist")
-    if not ckpt.is_file():
-        pytest.skip(f"{ckpt} is absent (train it with `python -m reprolib.models` / `make models`)")
-    try:
-        test_set = data.load("mnist", "test", download=False)
-    except Exception as exc:  # noqa: BLE001 — any missing/invalid data file means: skip
-        pytest.skip(f"MNIST test set not available offline: {exc}")
-    model = models.load("cw_mnist", device="cpu", train_if_missing=False)
-    subset = data.first_correct(model, test_set, _n)
+    model = cw_mnist
+    subset = data.first_correct(model, mnist_test, _n)
     x, y = subset.x, subset.y
     targets = (y + 1 + torch.randint(0, 9, y.shape, generator=torch.Generator().manual_seed(0))) % 10
 

@@ -269,14 +269,11 @@ def _whitebox_cw(model, x, y, *, const, steps, lr):
 
 
 @pytest.mark.slow
-def test_zoo_matches_whitebox_cw_success_on_cw_mnist(mirror):
-    from reprolib import data, models
-    try:
-        model = models.load("cw_mnist", train_if_missing=False)
-    except models.CheckpointError as exc:
-        pytest.skip(f"data/models/cw_mnist.pt is absent or does not check out ({exc}); run `make models`")
-    model = model.cpu()
-    test = data.first_correct(model, data.load("mnist", "test"), 8)
+def test_zoo_matches_whitebox_cw_success_on_cw_mnist(cw_mnist, mnist_test):
+    from reprolib import data
+
+    model = cw_mnist
+    test = data.first_correct(model, mnist_test, 8)
     # A budget-sized ZOO-ADAM (the test must run in seconds on 2 busy cores): c fixed at 10 (one
     # search step), a 7×7 attack space bilinearly up-sampled to 28×28 (49 coordinates, so
     # 2·49 + 1 = 99 queries per iteration), at most 1,200 queries per image (12 iterations).
