@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
+from . import losses
 from .core import AttackResult, Counter, finish, start
 from .search import ConstSearch
 
@@ -83,32 +84,8 @@ def shrinkage_threshold(z: Tensor, x0: Tensor, beta: float, lower: float, upper:
     return torch.where(diff < -beta, (z + beta).clamp(min=lower), out)
 
 
-def _label_mask(logits: Tensor, labels: Tensor) -> Tensor:
-    return torch.zeros_like(logits, dtype=torch.bool).scatter_(1, labels[:, None], True)
-
-
-def _margin(logits: Tensor, mask: Tensor, targeted: bool, kappa: float) -> Tensor:
-    own = logits.masked_fill(~mask, float("-inf")).amax(1)
-    other = logits.masked_fill(mask, float("-inf")).amax(1)  # best other class, label masked to −∞
-    gap = other - own if targeted else own - other
-    return (gap + kappa).clamp(min=0)
-
-
-def _success(logits: Tensor, mask: Tensor, targeted: bool, kappa: float) -> Tensor:
-    if kappa:
-        logits = logits + mask * (-kappa if targeted else kappa)
-    hit = mask.gather(1, logits.argmax(1, keepdim=True)).squeeze(1)
-    return hit if targeted else ~hit
-
-
-def margin_loss(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
-    """The C&W loss f per input, in the reference code's form (≥ 0, zero once the κ margin holds)."""
-    return _margin(logits, _label_mask(logits, labels), targeted, kappa)
-
-
-def is_success(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
-    """C&W's ``compare``: success including the κ margin (argmax of the κ-shifted logits)."""
-    return _success(logits, _label_mask(logits, labels), targeted, kappa)
+#: C&W's loss f and its κ compare, in the reference code's form (shared with ZOO).
+margin_loss, is_success = losses.cw_loss, losses.cw_success
 
 
 def _distances(x_new: Tensor, x0: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -226,8 +203,8 @@ def ead(
     return result(decision_rule, other_rule=other_result, loss_history=history)
 
 
-def _full_loss(logits: Tensor, mask: Tensor, const: Tensor, en: Tensor, targeted: bool, kappa: float) -> Tensor:
-    return const * _margin(logits, mask, targeted, kappa) + en
+def _full_loss(logits: Tensor, labels: Tensor, const: Tensor, en: Tensor, targeted: bool, kappa: float) -> Tensor:
+    return const * margin_loss(logits, labels, targeted, kappa) + en
 
 
 def _abort_check(k: int, steps: int, loss: Tensor, prev: Tensor) -> Tensor | None:
@@ -248,8 +225,7 @@ def _round_ista_fista(counter: Counter, x: Tensor, labels: Tensor, const: Tensor
     found = torch.zeros(n, dtype=torch.bool, device=x.device)
     rows = None                                      # the inputs still running (None: all of them)
     x0, c = x, const
-    lab = torch.zeros(n, counter.model.num_classes, dtype=torch.bool, device=x.device)
-    lab.scatter_(1, labels[:, None], True)           # one-hot label masks
+    lab = labels  # the running inputs' labels, subset as inputs finish
     xk = yk = x                                      # x^(k), y^(k)
     prev = torch.full((n,), _ABORT_START, device=x.device, dtype=x.dtype)
     cached = None                                    # ISTA: (leaf, logits) of x^(k) = y^(k), with graph
@@ -261,7 +237,7 @@ def _round_ista_fista(counter: Counter, x: Tensor, labels: Tensor, const: Tensor
             else:
                 y_leaf = yk.detach().requires_grad_(True)
                 logits_y = counter.logits(y_leaf, rows)
-            g = c * _margin(logits_y, lab, targeted, kappa) + (y_leaf - x0).flatten(1).square().sum(1)
+            g = c * margin_loss(logits_y, lab, targeted, kappa) + (y_leaf - x0).flatten(1).square().sum(1)
             grad = counter.grad(g, y_leaf, rows)
         with torch.no_grad():
             x_new = shrinkage_threshold(yk - alpha * grad, x0, beta, lower, upper)
@@ -307,7 +283,7 @@ def _offer_both(best: dict, rows: Tensor | None, keep: Tensor | None, x_new: Ten
         x_new, l1, en, lx, lab, c = (t[keep] for t in (x_new, l1, en, lx, lab, c))
     else:
         r = rows
-    ok = _success(lx, lab, targeted, kappa)
+    ok = is_success(lx, lab, targeted, kappa)
     best["EN"].offer(r, x_new, en, ok, c, step)
     best["L1"].offer(r, x_new, l1, ok, c, step)
     if r is None:
@@ -330,8 +306,7 @@ def _round_cov(counter: Counter, x: Tensor, labels: Tensor, const: Tensor, best:
     w0 = torch.atanh((x - mid) / half * 0.999999)
     ref = torch.tanh(w0) * half + mid                # the objective's x0, as in C&W's code
     x0, c = x, const
-    lab = torch.zeros(n, counter.model.num_classes, dtype=torch.bool, device=x.device)
-    lab.scatter_(1, labels[:, None], True)
+    lab = labels  # the running inputs' labels, subset as inputs finish
     mod = torch.zeros_like(x)                        # the optimised modifier (Adam state reset per round)
     m, v = torch.zeros_like(x), torch.zeros_like(x)
     prev = torch.full((n,), _ABORT_START, device=x.device, dtype=x.dtype)
@@ -342,7 +317,7 @@ def _round_cov(counter: Counter, x: Tensor, labels: Tensor, const: Tensor, best:
             x_cur = torch.tanh(w0 + leaf) * half + mid
             logits = counter.logits(x_cur, rows)
             d = (x_cur - ref).flatten(1)
-            obj = c * _margin(logits, lab, targeted, kappa) + d.square().sum(1) + beta * d.abs().sum(1)
+            obj = c * margin_loss(logits, lab, targeted, kappa) + d.square().sum(1) + beta * d.abs().sum(1)
             grad = counter.grad(obj, leaf, rows)
         with torch.no_grad():
             mod, x_cur, lx = mod.detach(), x_cur.detach(), logits.detach()

@@ -57,6 +57,22 @@ def cw_f6(logits: Tensor, labels: Tensor, targeted: bool = True, kappa: float = 
     return torch.clamp(-m if targeted else m, min=-float(kappa))
 
 
+def cw_loss(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
+    """C&W's f in the reference code's form (to be minimised, ≥ 0): ``max(max_{j≠t} Z_j − Z_t + κ, 0)``
+    targeted, ``max(Z_y − max_{j≠y} Z_j + κ, 0)`` untargeted; zero once the κ margin holds.
+    It equals ``cw_f6 + κ``. EAD and ZOO use it (ZOO on log-probabilities)."""
+    m = margin(logits, labels)
+    return ((-m if targeted else m) + kappa).clamp(min=0)
+
+
+def cw_success(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
+    """C&W's ``compare``: success judged on the scores with the label's entry shifted by ∓κ, so
+    a success holds the κ margin."""
+    shift = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * (-kappa if targeted else kappa)
+    hit = (logits + shift).argmax(1) == labels
+    return hit if targeted else ~hit
+
+
 def ce_objective(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     """Cross-entropy per input: −CE(t) when targeted, +CE(y) when untargeted."""
     ce = F.cross_entropy(logits, labels, reduction="none")

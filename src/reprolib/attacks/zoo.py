@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.classifier import Classifier
+from . import losses
 from .blackbox import BlackBox
 from .core import AttackResult, finish, start
 from .search import ConstSearch
@@ -171,18 +172,11 @@ class _Problem:
         """f per row from log-probabilities (with the probability floor), κ included."""
         lp = scores if self.log_floor is None else torch.logaddexp(
             scores, torch.tensor(self.log_floor, dtype=scores.dtype, device=scores.device))
-        real = lp.gather(1, labels[:, None]).squeeze(1)
-        other = lp.scatter(1, labels[:, None], float("-inf")).amax(1)
-        gap = other - real if self.targeted else real - other
-        return (gap + self.confidence).clamp_min(0)
+        return losses.cw_loss(lp, labels, self.targeted, self.confidence)
 
     def success(self, scores: Tensor, labels: Tensor) -> Tensor:
         """The reference ``compare``: κ margin on the output scores."""
-        s = scores.clone()
-        shift = -self.confidence if self.targeted else self.confidence
-        s.scatter_add_(1, labels[:, None], torch.full_like(s[:, :1], shift))
-        pred = s.argmax(1)
-        return pred == labels if self.targeted else pred != labels
+        return losses.cw_success(scores, labels, self.targeted, self.confidence)
 
     def query(self, idx: Tensor, y: Tensor, coords: Tensor, valid: Tensor, h: float, const: Tensor):
         """One batch of finite-difference queries for the inputs ``idx``.
