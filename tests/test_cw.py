@@ -10,44 +10,12 @@ import itertools
 
 import pytest
 import torch
-from torch import nn
 
 from reprolib.attacks.cw import cw_l2
-from reprolib.models import Classifier
 
-from _checks import check_result
+from _checks import affine, check_result
 
 DIM, K = 20, 4
-
-
-class CountingNet(nn.Module):
-    """Wraps a net; counts the rows it is run on and, by a hook on its input, the rows of
-    every backward pass that reaches the input."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.forward_rows = 0
-        self.backward_rows = 0
-
-    def forward(self, x):
-        self.forward_rows += len(x)
-        if x.requires_grad:
-            x.register_hook(self._count_backward)
-        return self.net(x)
-
-    def _count_backward(self, grad):
-        self.backward_rows += len(grad)
-
-
-def affine(W: torch.Tensor, b: torch.Tensor, counting: bool = False) -> Classifier:
-    lin = nn.Linear(W.shape[1], W.shape[0]).double()
-    with torch.no_grad():
-        lin.weight.copy_(W)
-        lin.bias.copy_(b)
-    net = nn.Sequential(nn.Flatten(), lin)
-    net = CountingNet(net) if counting else net
-    return Classifier(net, input_shape=(W.shape[1],), num_classes=W.shape[0]).double().eval()
 
 
 def random_affine(seed: int) -> tuple[torch.Tensor, torch.Tensor]:

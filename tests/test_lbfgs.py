@@ -11,47 +11,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from reprolib.attacks.lbfgs import lbfgs, lockstep
-from reprolib.models import CheckpointError, Classifier, load
+from reprolib.models import CheckpointError, load
 
-from _checks import check_result
+from _checks import affine, check_result
 
 DIM = 20
-
-
-class CountingNet(nn.Module):
-    """Wraps a net; counts the rows it is run on and, by a hook on its input, the rows of
-    every backward pass that reaches the input. Raises on call ``fail_at`` if set."""
-
-    def __init__(self, net: nn.Module, fail_at: int | None = None) -> None:
-        super().__init__()
-        self.net = net
-        self.calls = self.forward_rows = self.backward_rows = 0
-        self.fail_at = fail_at
-
-    def forward(self, x):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("model failure injected by the test")
-        self.forward_rows += len(x)
-        if x.requires_grad:
-            x.register_hook(self._count_backward)
-        return self.net(x)
-
-    def _count_backward(self, grad):
-        self.backward_rows += len(grad)
-
-
-def affine(W, b, counting: bool = False, fail_at: int | None = None) -> Classifier:
-    lin = nn.Linear(W.shape[1], W.shape[0]).double()
-    with torch.no_grad():
-        lin.weight.copy_(W)
-        lin.bias.copy_(b)
-    net = nn.Sequential(nn.Flatten(), lin)
-    net = CountingNet(net, fail_at) if counting or fail_at else net
-    return Classifier(net, input_shape=(W.shape[1],), num_classes=W.shape[0]).double().eval()
 
 
 def binary_case(seed: int = 0, n: int = 4, lo: float = 0.08, hi: float = 0.3):
