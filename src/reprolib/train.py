@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,12 +90,20 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path | None = None,
-        desc: str = "train") -> float:
+        desc: str = "train", targets: torch.Tensor | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> float:
     """Train ``model`` in place by ``recipe``; returns the wall time in seconds.
+
+    By default the model is a classifier of ``train.y`` under cross-entropy. For a regressor,
+    pass ``targets`` (one row per image of ``train``) and a ``loss`` such as ``F.mse_loss``;
+    ``loss(model(x_batch), targets_batch)`` is minimised. Augmentation does not transform
+    targets, so use it only with targets that are invariant to crops and flips.
 
     If ``resume_path`` is given, the state after every epoch is written there, and a run that
     finds it continues from the last finished epoch.
     """
+    if targets is not None and len(targets) != len(train):
+        raise ValueError(f"targets has {len(targets)} rows for {len(train)} training images; give one per image.")
     device = next(model.parameters()).device
     opt = _optimizer(model, recipe)
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
@@ -110,7 +119,7 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, elapsed = state["epoch"], state["elapsed"]
-    x_all, y_all = train.x, train.y
+    x_all, y_all = train.x, (train.y if targets is None else targets)
     model.train()
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, unit="step")
     for epoch in range(start_epoch, recipe.epochs):
@@ -125,12 +134,12 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
                 xb = augment_crop_flip(xb, gen)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(recipe, epoch * steps_per_epoch + i, total)
-            loss = F.cross_entropy(model(xb), yb)
+            value = loss(model(xb), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             opt.step()
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{value.item():.3f}", refresh=False)
         elapsed += time.perf_counter() - t0
         if resume_path is not None:
             _save_atomic({"recipe": recipe.as_dict(), "model": model.state_dict(),
