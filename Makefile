@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 ARGS ?=
 
-.PHONY: setup test data models chapter chapters book book-check bench clean help
+.PHONY: setup test data models chapter chapters book book-check bench bench-zoo clean help
 
 help:
 	@echo "make book      build the HTML book from the executed chapters (book/_build/html)"
@@ -19,7 +19,8 @@ help:
 	@echo "make chapters  re-run every chapter with PROFILE (default cpu) into book/chapters"
 	@echo "make data      fetch and verify MNIST and CIFAR-10 (REPROLIB_DATA_MIRROR or download)"
 	@echo "make models    train any model checkpoint missing from data/models"
-	@echo "make bench     reprolib against peer libraries (installs the bench extra: Foolbox, ART)"
+	@echo "make bench     reprolib against Foolbox, ART and torchattacks (ARGS='--models cw_mnist --images 50')"
+	@echo "make bench-zoo reprolib's ZOO against ART's, per image"
 	@echo "make setup     create .venv and install everything (idempotent)"
 
 $(STAMP): pyproject.toml
@@ -59,6 +60,12 @@ book-check: $(STAMP)
 	$(VENV)/bin/reprolib-chapter check
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	# torchattacks declares torchvision and requests~=2.25.1; it needs neither, so no deps
+	$(PY) -m pip install --quiet --no-deps "torchattacks==3.5.1"
+	$(PY) benchmarks/peers.py $(ARGS)
+
+bench-zoo: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/zoo_vs_art.py $(ARGS)
 

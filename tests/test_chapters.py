@@ -128,6 +128,16 @@ def test_keys_depend_on_inputs_and_code(tmp_path):
         cache.key("step", {"f": object()})
 
 
+def test_keys_of_models_with_batch_norm():
+    # BatchNorm keeps a 0-dim counter (num_batches_tracked); it must hash, and by value
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    k = cache.key("step", {"model": net})
+    assert k == cache.key("step", {"model": net})
+    net[1].num_batches_tracked += 1
+    assert cache.key("step", {"model": net}) != k
+    assert cache.key("step", torch.tensor(1.0)) != cache.key("step", torch.tensor(2.0))
+
+
 def test_cached_hits_misses_and_switch(tmp_path, monkeypatch):
     calls = []
 

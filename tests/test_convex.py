@@ -10,6 +10,7 @@ from torch import nn
 
 from _gn_helpers import DIM, SHAPE, CountingNet, affine, close, exact_distances, inputs, mlp
 from reprolib.attacks.convex import alg1, alg2, gnii_step, gnii_value, min_norm_step, random_sign
+from reprolib.attacks.min_norm_iteration import min_norm_iteration
 from reprolib.attacks.core import AttackInputError, Counter, recheck
 from reprolib.attacks.jacobian import dual_exponent, dual_norm, jacobian, norm, other_classes
 from reprolib.attacks.regression import l1_attack, l2_attack
@@ -296,3 +297,31 @@ def test_regression_l1_single_pixel_is_the_largest_jacobian_column():
     assert float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
     with pytest.raises(AttackInputError):
         l1_attack(net, x + 1.0, eps=0.05)
+
+
+def test_min_norm_iteration_steps_onto_the_linear_boundary():
+    # On an affine two-class model the first step of (8) lands on the boundary, at distance
+    # L/‖w_k − w_l‖_q; the 2 % overshoot crosses it, so one step fools, with norm 1.02·L/‖·‖_q.
+    model, W, b = affine(2, seed=3, counting=True)
+    x = inputs(5)
+    y = model(x).argmax(1)
+    for p in (math.inf, 2.0, 1.0):
+        model.net.reset() if hasattr(model.net, "reset") else None
+        r = min_norm_iteration(model, x, y, p=p, clip=False)
+        dist, _ = exact_distances(W, b, x, y, p)
+        key = {math.inf: "linf", 2.0: "l2", 1.0: "l1"}[p]
+        assert r.success_raw.all() and (r.info["iterations"] == 1).all()
+        close(norm(r.x_raw - r.x, p), 1.02 * dist, rtol=1e-9)
+        assert r.forwards.tolist() == [2] * 5 and r.backwards.tolist() == [1] * 5
+
+
+def test_min_norm_iteration_stays_in_the_box_and_stops_at_the_cap():
+    model = mlp(5, seed=2)
+    x = inputs(8, lo=0.0, hi=1.0)
+    y = model(x).argmax(1)
+    r = min_norm_iteration(model, x, y, p=math.inf, steps=50)
+    assert r.success.all() and (r.x_adv == r.x_raw).all()
+    assert float(r.x_raw.min()) >= 0 and float(r.x_raw.max()) <= 1
+    assert (r.forwards == r.info["iterations"] + 1).all() and (r.backwards == r.info["iterations"]).all()
+    r0 = min_norm_iteration(model, x, y, steps=0)
+    assert not r0.success.any() and (r0.x_raw == x).all() and (r0.backwards == 0).all()

@@ -224,3 +224,14 @@ def test_first_correct_skips_misclassified():
     assert picked.indices.tolist() == [0, 2, 3, 6, 7]
     with pytest.raises(ValueError, match="only 7"):
         data.first_correct(Oracle(), images, 8)
+
+
+def test_unreachable_download_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    def refuse(url, timeout=None):
+        raise OSError("Name or service not known")  # what urllib raises without a network
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    dest = tmp_path / "train-images-idx3-ubyte.gz"
+    with pytest.raises(data.DataFileError, match="Could not download .*REPROLIB_DATA_MIRROR"):
+        data._download("https://example.invalid/x.gz", dest, "0" * 32)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial download

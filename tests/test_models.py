@@ -121,6 +121,22 @@ def test_training_is_deterministic_and_resumes_to_the_same_weights(tmp_path, mon
     assert accuracy(straight, toy) > accuracy(_toy_model(), toy) + 0.2  # it did learn
 
 
+def test_fit_trains_a_regressor_on_given_targets():
+    toy = _toy_set(256)
+    targets = toy.x.flatten(1)[:, :2] @ torch.tensor([[1.0], [-2.0]])  # a linear function of two pixels
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1))
+
+    def mse() -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(net(toy.x), targets))
+
+    before = mse()
+    fit(net, Recipe(epochs=30, lr=0.05, batch_size=32), toy, targets=targets, loss=torch.nn.functional.mse_loss)
+    assert mse() < 0.01 * before
+    with pytest.raises(ValueError, match="one per image"):
+        fit(net, Recipe(epochs=1, lr=0.1), toy, targets=targets[:10], loss=torch.nn.functional.mse_loss)
+
+
 def test_resume_refuses_another_recipe(tmp_path):
     toy = _toy_set(64)
     resume = tmp_path / "toy.resume.pt"

@@ -119,12 +119,15 @@ def _download(url: str, dest: Path, md5: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                for block in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(block)
-                    bar.update(len(block))
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                    for block in iter(lambda: resp.read(1 << 16), b""):
+                        out.write(block)
+                        bar.update(len(block))
+        except OSError as exc:  # no network, DNS failure, refused, timed out (urllib's errors are OSErrors)
+            raise DataFileError(f"Could not download {url}: {exc}. {_FIX}") from exc
         actual = md5sum(Path(tmp))
         if actual != md5:
             raise DataFileError(

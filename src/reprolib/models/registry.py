@@ -26,7 +26,7 @@ from .classifier import Classifier
 
 #: The checkpoints committed in ``data/models`` (``make models`` trains whichever are missing).
 COMMITTED = ("logreg_mnist", "fcnn_mnist", "lenet5_mnist", "cw_mnist", "mlp3x1000_mnist",
-             "cw_cifar", "nin_cifar_cpu", "densenet22_cifar_cpu")
+             "mlp20x2_mnist", "mlp50_mnist", "cw_cifar", "nin_cifar_cpu", "densenet22_cifar_cpu")
 
 #: The fixed subset every checkpoint's accuracy is re-checked on: the first N test images.
 CHECK_SUBSET = 1000
@@ -71,6 +71,12 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     _spec("mlp3x1000_mnist", "mnist", mnist_nets.mlp_3x1000,
           Recipe(epochs=10, lr=0.05), "004", None,
           "MLP 784-1000-1000-1000-10 (document 004, chapter 3)."),
+    _spec("mlp20x2_mnist", "mnist", lambda: mnist_nets.mlp([784, 20, 20, 10]),
+          Recipe(epochs=10, lr=0.05), "appendix", None,
+          "MLP 784-20-20-10: small enough for exact minimal perturbations (reprolib.exact)."),
+    _spec("mlp50_mnist", "mnist", lambda: mnist_nets.mlp([784, 50, 10]),
+          Recipe(epochs=10, lr=0.05), "appendix", None,
+          "MLP 784-50-10: small enough for exact minimal perturbations (reprolib.exact)."),
     _spec("cw_cifar", "cifar10", cifar_nets.cw_cifar,
           Recipe(epochs=12, lr=0.02, weight_decay=5e-4, augment=True), "002", 0.80,
           "C&W CIFAR CNN (Carlini & Wagner 2017; document 002)."),
