@@ -243,7 +243,8 @@ ATTACKS = {
     "C&W L2": (lambda m, x, y: cw.cw_l2(m, x, y, max_iterations=exact_steps), "l2"),
     "EAD (EN rule)": (lambda m, x, y: ead.ead(m, x, y, steps=exact_steps), "l1"),
     "DeepFool l∞": (lambda m, x, y: deepfool.deepfool(m, x, y, p=math.inf), "linf"),
-    "DeepFool l1": (lambda m, x, y: deepfool.deepfool(m, x, y, p=1), "l1"),
+    # l1 steps move one pixel; without box-awareness, clipping undoes them (0 of 5 fooled)
+    "DeepFool l1": (lambda m, x, y: deepfool.deepfool(m, x, y, p=1, box_aware=True), "l1"),
     "PDPGD l∞": (lambda m, x, y: pdpgd.pdpgd(m, x, y, norm="linf", iterations=exact_steps), "linf"),
     "PDPGD l1": (lambda m, x, y: pdpgd.pdpgd(m, x, y, norm="l1", iterations=exact_steps), "l1"),
     "L-BFGS-B": (lambda m, x, y: lbfgs.lbfgs(m, x, y), "l2"),
