@@ -36,69 +36,63 @@ seeded with ``seed`` before every library run.
 
 The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known difference:
 
-``cw_l2`` C&W L2 with a binary search on c: reprolib ``cw_l2``, Foolbox
-``L2CarliniWagnerAttack``, ART ``CarliniL2Method``.
-    binary_search_steps 5, max_iterations 100, initial_const 0.1, learning_rate 0.05 / 0.01,
-    confidence 0, abort_early on (ART has no abort). Foolbox: the same algorithm (tanh variables,
-    Adam in Kingma & Ba's form, ×10 then bisection search), but abort-early compares the loss
-    *summed over the batch* (reprolib: per input), the distance is to tanh(arctanh(x·0.999999))
-    rather than x, and an input with no adversarial is returned as an all-zero image: the runner
-    puts x back there (``blank_replaced``) so that a blank image the model happens to misclassify
-    is not a success. ART: a different optimiser, plain gradient steps in tanh space with a line
-    search (up to 5 halvings and 5 doublings of the step, each a forward pass) instead of Adam;
-    the gradient is taken with two ``class_gradient`` calls whose backward passes run once per
-    *distinct label in the batch* over the whole batch; no abort-early; c doubles (not ×10)
-    until the first success, then moves by half the bracket.
-``cw_l2_fixed_c`` one outer step at a fixed c (torchattacks has no binary search): reprolib
-``cw_l2(binary_search_steps=1)``, Foolbox and ART with one search step, torchattacks ``CW``.
-    const 1.0, steps 100, learning_rate 0.05 / 0.01, confidence 0, abort_early on. torchattacks:
-    ``w`` starts at arctanh(2x − 1) *without* the 0.999999 shrink, so pixels at exactly 0 or 1
-    (most of MNIST) start at ±inf and can never move; the best other class is masked with 0,
-    not −inf (wrong when the other logits are negative); abort-early compares the summed
-    batch cost every steps/10 steps and returns for the whole batch as soon as it rises.
-``ead`` EAD (elastic net, FISTA): reprolib ``ead``, Foolbox ``EADAttack``, ART ``ElasticNet``.
-    beta 1e-3, binary_search_steps 5, steps 100, initial_const 0.1, lr 0.01 (decayed as
-    lr·(1 − k/steps)^½ by all three), kappa 0, decision rule EN, abort_early off (ART has none).
-    Momentum: reprolib (k+1)/(k+4) (the authors' TF code), Foolbox and ART k/(k+3) (Alg. 4 as
-    printed). Foolbox returns blank images for failures, replaced by x as for C&W; its
-    abort-early (off here) would compare the summed batch loss. ART: success of an iterate by
-    the plain prediction (κ ignored); once an input's margin is met its *whole* gradient,
-    distance term included, is set to 0, so only the shrinkage moves it; each iteration is a
-    predict plus two ``class_gradient`` calls (backward per distinct label in the batch) plus a
-    predict of the new iterate.
-``deepfool_l2`` DeepFool l2: reprolib ``deepfool(p=2)``, Foolbox ``L2DeepFoolAttack``,
-torchattacks ``DeepFool``, ART ``DeepFool``.
-    steps 50, overshoot 0.02, candidates 10 (all classes of MNIST/CIFAR-10). reprolib runs
-    ``overshoot_mode="total"``, Foolbox's algorithm: x0 + 1.02·Σr_t clipped, 1e-4 added to each
-    step. Foolbox: a forward pass per candidate class and step (reprolib: one forward, C − 1
-    backward), every input is iterated until *all* are fooled (finished inputs are held but
-    still cost passes). torchattacks: one image at a time, the full Jacobian (all 10 classes),
-    the overshoot applied to every step (x_{t+1} = clip(x_t + 1.02·r_t); reprolib's
-    ``"per_step"`` mode), no 1e-4. ART: the gradients of all classes of all images in the batch
-    every step, the overshoot applied once at the end to the clipped total, no 1e-4, a small
-    1e-7 in the denominators.
-``deepfool_linf`` DeepFool l∞: reprolib ``deepfool(p=inf)``, Foolbox ``LinfDeepFoolAttack``.
-    As ``deepfool_l2``; ART and torchattacks have no l∞ DeepFool.
-``pgd_linf`` PGD l∞: reprolib ``pgd(norm="linf")``, Foolbox ``LinfPGD``, torchattacks ``PGD``,
-ART ``ProjectedGradientDescent(norm=inf)``.
-    eps 0.15 / 1/255, steps 40 / 20, step_size 2.5·eps/steps, no random start (every library
-    would draw its own), cross-entropy loss, no early stop. ART clips to the box before the
-    ε-projection (the others project, then clip: the same point for l∞).
-``pgd_l2`` PGD l2: as ``pgd_linf`` with ``norm="l2"``, Foolbox ``L2PGD``, torchattacks ``PGDL2``.
-    eps 1.5 / 0.1. Gradient normalised by ‖g‖₂ (+1e-10 in torchattacks, ≥ 1e-12 in Foolbox);
-    ART clips to the box before the radial projection, which can differ from project-then-clip.
-``fgsm`` FGSM: reprolib ``fgsm``, Foolbox ``FGSM``, torchattacks ``FGSM``, ART
-``FastGradientMethod(norm=inf)``.
-    eps 0.2 / 1/255, one step x + ε·sign(∇CE), clipped. The same algorithm everywhere
-    (torchattacks and ART use the batch-mean CE, which has the same sign).
-``zoo`` ZOO-ADAM (black box): reprolib ``zoo``, ART ``ZooAttack``; the settings of
-``benchmarks/zoo_vs_art.py``.
-    binary_search_steps 1, max_iterations 50, initial_const 10, learning_rate 0.1, B = 128
-    coordinates per iteration, h 1e-4, early abort every max_iterations // 10 iterations (ART's
-    fixed rule), full attack space (ART's ``use_resize``/``use_importance`` off, reprolib no
-    tanh, no resize, no importance sampling), κ 0, ART ``batch_size`` 1. ART's loss uses
-    logits, it clips the *noise* to the clip values (so it can only brighten pixels), and it
-    evaluates one extra forward of the current point per iteration.
+* ``cw_l2`` C&W L2 with a binary search on c: reprolib ``cw_l2``, Foolbox ``L2CarliniWagnerAttack``, ART ``CarliniL2Method``.
+  binary_search_steps 5, max_iterations 100, initial_const 0.1, learning_rate 0.05 / 0.01,
+  confidence 0, abort_early on (ART has no abort). Foolbox: the same algorithm (tanh variables,
+  Adam in Kingma & Ba's form, ×10 then bisection search), but abort-early compares the loss
+  *summed over the batch* (reprolib: per input), the distance is to tanh(arctanh(x·0.999999))
+  rather than x, and an input with no adversarial is returned as an all-zero image: the runner
+  puts x back there (``blank_replaced``) so that a blank image the model happens to misclassify
+  is not a success. ART: a different optimiser, plain gradient steps in tanh space with a line
+  search (up to 5 halvings and 5 doublings of the step, each a forward pass) instead of Adam;
+  the gradient is taken with two ``class_gradient`` calls whose backward passes run once per
+  *distinct label in the batch* over the whole batch; no abort-early; c doubles (not ×10)
+  until the first success, then moves by half the bracket.
+* ``cw_l2_fixed_c`` one outer step at a fixed c (torchattacks has no binary search): reprolib ``cw_l2(binary_search_steps=1)``, Foolbox and ART with one search step, torchattacks ``CW``.
+  const 1.0, steps 100, learning_rate 0.05 / 0.01, confidence 0, abort_early on. torchattacks:
+  ``w`` starts at arctanh(2x − 1) *without* the 0.999999 shrink, so pixels at exactly 0 or 1
+  (most of MNIST) start at ±inf and can never move; the best other class is masked with 0,
+  not −inf (wrong when the other logits are negative); abort-early compares the summed
+  batch cost every steps/10 steps and returns for the whole batch as soon as it rises.
+* ``ead`` EAD (elastic net, FISTA): reprolib ``ead``, Foolbox ``EADAttack``, ART ``ElasticNet``.
+  beta 1e-3, binary_search_steps 5, steps 100, initial_const 0.1, lr 0.01 (decayed as
+  lr·(1 − k/steps)^½ by all three), kappa 0, decision rule EN, abort_early off (ART has none).
+  Momentum: reprolib (k+1)/(k+4) (the authors' TF code), Foolbox and ART k/(k+3) (Alg. 4 as
+  printed). Foolbox returns blank images for failures, replaced by x as for C&W; its
+  abort-early (off here) would compare the summed batch loss. ART: success of an iterate by
+  the plain prediction (κ ignored); once an input's margin is met its *whole* gradient,
+  distance term included, is set to 0, so only the shrinkage moves it; each iteration is a
+  predict plus two ``class_gradient`` calls (backward per distinct label in the batch) plus a
+  predict of the new iterate.
+* ``deepfool_l2`` DeepFool l2: reprolib ``deepfool(p=2)``, Foolbox ``L2DeepFoolAttack``, torchattacks ``DeepFool``, ART ``DeepFool``.
+  steps 50, overshoot 0.02, candidates 10 (all classes of MNIST/CIFAR-10). reprolib runs
+  ``overshoot_mode="total"``, Foolbox's algorithm: x0 + 1.02·Σr_t clipped, 1e-4 added to each
+  step. Foolbox: a forward pass per candidate class and step (reprolib: one forward, C − 1
+  backward), every input is iterated until *all* are fooled (finished inputs are held but
+  still cost passes). torchattacks: one image at a time, the full Jacobian (all 10 classes),
+  the overshoot applied to every step (x_{t+1} = clip(x_t + 1.02·r_t); reprolib's
+  ``"per_step"`` mode), no 1e-4. ART: the gradients of all classes of all images in the batch
+  every step, the overshoot applied once at the end to the clipped total, no 1e-4, a small
+  1e-7 in the denominators.
+* ``deepfool_linf`` DeepFool l∞: reprolib ``deepfool(p=inf)``, Foolbox ``LinfDeepFoolAttack``.
+  As ``deepfool_l2``; ART and torchattacks have no l∞ DeepFool.
+* ``pgd_linf`` PGD l∞: reprolib ``pgd(norm="linf")``, Foolbox ``LinfPGD``, torchattacks ``PGD``, ART ``ProjectedGradientDescent(norm=inf)``.
+  eps 0.15 / 1/255, steps 40 / 20, step_size 2.5·eps/steps, no random start (every library
+  would draw its own), cross-entropy loss, no early stop. ART clips to the box before the
+  ε-projection (the others project, then clip: the same point for l∞).
+* ``pgd_l2`` PGD l2: as ``pgd_linf`` with ``norm="l2"``, Foolbox ``L2PGD``, torchattacks ``PGDL2``.
+  eps 1.5 / 0.1. Gradient normalised by ‖g‖₂ (+1e-10 in torchattacks, ≥ 1e-12 in Foolbox);
+  ART clips to the box before the radial projection, which can differ from project-then-clip.
+* ``fgsm`` FGSM: reprolib ``fgsm``, Foolbox ``FGSM``, torchattacks ``FGSM``, ART ``FastGradientMethod(norm=inf)``.
+  eps 0.2 / 1/255, one step x + ε·sign(∇CE), clipped. The same algorithm everywhere
+  (torchattacks and ART use the batch-mean CE, which has the same sign).
+* ``zoo`` ZOO-ADAM (black box): reprolib ``zoo``, ART ``ZooAttack``; the settings of ``benchmarks/zoo_vs_art.py``.
+  binary_search_steps 1, max_iterations 50, initial_const 10, learning_rate 0.1, B = 128
+  coordinates per iteration, h 1e-4, early abort every max_iterations // 10 iterations (ART's
+  fixed rule), full attack space (ART's ``use_resize``/``use_importance`` off, reprolib no
+  tanh, no resize, no importance sampling), κ 0, ART ``batch_size`` 1. ART's loss uses
+  logits, it clips the *noise* to the clip values (so it can only brighten pixels), and it
+  evaluates one extra forward of the current point per iteration.
 
 The peers are optional: ``make bench`` installs them (``pip install -e .[bench]`` and
 ``torchattacks==3.5.1`` with ``--no-deps``); a peer that is missing gives a row with an error.
