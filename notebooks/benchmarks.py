@@ -91,7 +91,6 @@ from reprolib.models import registry
 from reprolib.params import torch_device
 from reprolib.reproduction import verdict_row
 
-plotting.set_theme()  # the book's seaborn style, also for the plain matplotlib figures below
 dev = torch_device(device)
 env = bench.environment(dev)
 pd.DataFrame({"value": {"hardware": env["hardware"], "torch threads": env["torch_threads"],
