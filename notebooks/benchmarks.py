@@ -52,17 +52,17 @@ device = None
 from reprolib.params import Param, Spec, device_param, seed_param
 
 SPEC = Spec(
-    Param("n_mnist", int, smoke=4, cpu=50, paper=500, lo=1, hi=9000,
+    Param("n_mnist", int, smoke=4, cpu=200, paper=500, lo=1, hi=9000,
           doc="correctly classified MNIST test images per pair (cw_mnist)"),
-    Param("n_cifar", int, smoke=0, cpu=10, paper=200, lo=0, hi=5000,
+    Param("n_cifar", int, smoke=0, cpu=50, paper=200, lo=0, hi=5000,
           doc="correctly classified CIFAR-10 test images per pair (cw_cifar); 0 skips CIFAR-10"),
-    Param("n_zoo", int, smoke=2, cpu=10, paper=100, lo=0, hi=5000,
+    Param("n_zoo", int, smoke=2, cpu=20, paper=100, lo=0, hi=5000,
           doc="images for the black-box ZOO pair, per dataset (at most n_mnist / n_cifar)"),
     Param("search_steps", int, smoke=1, cpu=3, paper=5, lo=1, hi=20,
           doc="binary-search steps on c of C&W and EAD (the runner's default: 5)"),
     Param("cw_steps", int, smoke=10, cpu=50, paper=100, lo=1, hi=10000,
           doc="iterations per search step of C&W and EAD, and of C&W at one c (default: 100)"),
-    Param("n_exact", int, smoke=1, cpu=5, paper=20, lo=1, hi=200,
+    Param("n_exact", int, smoke=1, cpu=10, paper=20, lo=1, hi=200,
           doc="test images per MLP whose exact minimal perturbation is computed"),
     Param("exact_steps", int, smoke=50, cpu=1000, paper=1000, lo=1, hi=100000,
           doc="iterations per search step of C&W and EAD, and iterations of PDPGD, against the MLPs"),
@@ -91,6 +91,7 @@ from reprolib.models import registry
 from reprolib.params import torch_device
 from reprolib.reproduction import verdict_row
 
+plotting.set_theme()  # the book's seaborn style, also for the plain matplotlib figures below
 dev = torch_device(device)
 env = bench.environment(dev)
 pd.DataFrame({"value": {"hardware": env["hardware"], "torch threads": env["torch_threads"],
@@ -239,17 +240,18 @@ pd.DataFrame(claims).set_index("claim")
 
 # %%
 MLPS = ["mlp20x2_mnist", "mlp50_mnist"]
+# name: (attack, its arguments besides the model and images, the norm it minimises)
 ATTACKS = {
-    "C&W L2": (lambda m, x, y: cw.cw_l2(m, x, y, max_iterations=exact_steps), "l2"),
-    "EAD (EN rule)": (lambda m, x, y: ead.ead(m, x, y, steps=exact_steps), "l1"),
-    "DeepFool l∞": (lambda m, x, y: deepfool.deepfool(m, x, y, p=math.inf), "linf"),
-    # l1 steps move one pixel; without box-awareness, clipping undoes them (0 of 5 fooled)
-    "DeepFool l1": (lambda m, x, y: deepfool.deepfool(m, x, y, p=1, box_aware=True), "l1"),
-    "PDPGD l∞": (lambda m, x, y: pdpgd.pdpgd(m, x, y, norm="linf", iterations=exact_steps), "linf"),
-    "PDPGD l1": (lambda m, x, y: pdpgd.pdpgd(m, x, y, norm="l1", iterations=exact_steps), "l1"),
-    "L-BFGS-B": (lambda m, x, y: lbfgs.lbfgs(m, x, y), "l2"),
-    "GN min-norm l∞": (lambda m, x, y: min_norm_iteration.min_norm_iteration(m, x, y, p=math.inf), "linf"),
-    "GN min-norm l1": (lambda m, x, y: min_norm_iteration.min_norm_iteration(m, x, y, p=1), "l1"),
+    "C&W L2": (cw.cw_l2, {"max_iterations": exact_steps}, "l2"),
+    "EAD (EN rule)": (ead.ead, {"steps": exact_steps}, "l1"),
+    "DeepFool l∞": (deepfool.deepfool, {"p": math.inf}, "linf"),
+    # l1 steps move one pixel; without box-awareness, clipping undoes them and nothing is fooled
+    "DeepFool l1": (deepfool.deepfool, {"p": 1, "box_aware": True}, "l1"),
+    "PDPGD l∞": (pdpgd.pdpgd, {"norm": "linf", "iterations": exact_steps}, "linf"),
+    "PDPGD l1": (pdpgd.pdpgd, {"norm": "l1", "iterations": exact_steps}, "l1"),
+    "L-BFGS-B": (lbfgs.lbfgs, {}, "l2"),
+    "GN min-norm l∞": (min_norm_iteration.min_norm_iteration, {"p": math.inf}, "linf"),
+    "GN min-norm l1": (min_norm_iteration.min_norm_iteration, {"p": 1}, "l1"),
 }
 mnist_test = data.load("mnist", "test")
 exact_rows, mlp_rows = [], []
@@ -260,9 +262,9 @@ for name in MLPS:
                      "test accuracy": f"{100 * meta['test_accuracy']:.2f} %"})
     s = data.first_correct(net, mnist_test, n_exact)
     found = {}
-    for attack, (fn, native) in ATTACKS.items():
-        r = cache.cached(f"exact/{name}/{attack}", {"model": net, "x": s.x, "y": s.y, "steps": exact_steps},
-                         lambda: fn(net, s.x, s.y).cpu(), seed=seed,
+    for attack, (fn, kwargs, native) in ATTACKS.items():
+        r = cache.cached(f"exact/{name}/{attack}", {"model": net, "x": s.x, "y": s.y, "kwargs": kwargs},
+                         lambda: fn(net, s.x, s.y, **kwargs).cpu(), seed=seed,
                          code=[cw, ead, deepfool, pdpgd, lbfgs, min_norm_iteration])
         found[attack] = (r, native)
     for norm in ("linf", "l1"):
