@@ -116,7 +116,8 @@ PLAN = [("cw_mnist", n_mnist), ("cw_cifar", n_cifar)]
 
 
 def peer_rows(model_name: str, n: int) -> list[dict]:
-    """Every pair on the first n correctly classified test images of one zoo model; cached."""
+    """Every pair on the first n correctly classified test images of one zoo model (ZOO on the
+    first n_zoo); every finished row is cached, so an interrupted run resumes."""
     net, x, y, indices, dataset = bench.load_images(model_name, n, device=dev)
     rows = []
     for pair in bench.PAIRS:
@@ -124,12 +125,8 @@ def peer_rows(model_name: str, n: int) -> list[dict]:
         if m == 0:
             continue
         settings = {pair: overrides[pair]} if pair in overrides else None
-        rows += cache.cached(f"bench/{model_name}/{pair}",
-                             {"model": net, "x": x[:m], "y": y[:m], "settings": settings,
-                              "versions": env["versions"]},
-                             lambda: bench.run([pair], net, images=(x[:m], y[:m]), dataset=dataset,
-                                               settings=settings, name=model_name, progress=False),
-                             code=[bench], seed=seed)
+        rows += bench.run([pair], net, images=(x[:m], y[:m]), dataset=dataset, settings=settings,
+                          name=model_name, seed=seed, progress=False, resume=True)
     return rows
 
 

@@ -116,8 +116,25 @@ def test_bad_names_and_settings_raise(peers):
     assert s["early_stop_iters"] == 3  # ART's fixed rule, derived after the override
 
 
-def test_results_file_and_table(peers, cw_mnist, tmp_path, capsys):
+def test_resume_takes_finished_rows_from_the_cache(peers, cw_mnist, sample, tmp_path, monkeypatch):
     pytest.importorskip("foolbox", minversion="3.3.4")
+    monkeypatch.setenv("REPROLIB_CACHE_DIR", str(tmp_path))
+    real, computed = peers.run_one, []
+    monkeypatch.setattr(peers, "run_one", lambda pair, lib, *a: computed.append(lib) or real(pair, lib, *a))
+    kwargs = dict(images=(sample[0][:3], sample[1][:3]), libraries=["foolbox"], name="cw_mnist",
+                  progress=False, resume=True)
+    first = peers.run(["fgsm"], cw_mnist, **kwargs)
+    again = peers.run(["fgsm"], cw_mnist, **kwargs)
+    assert computed == ["reprolib", "foolbox"]  # the second run computed nothing
+    assert [r["seconds"] for r in again] == [r["seconds"] for r in first]
+    assert again[1]["time_ratio"] == first[1]["time_ratio"]
+    peers.run(["fgsm"], cw_mnist, settings={"fgsm": {"eps": 0.25}}, **kwargs)
+    assert computed == ["reprolib", "foolbox"] * 2  # other settings: other rows
+
+
+def test_results_file_and_table(peers, cw_mnist, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("foolbox", minversion="3.3.4")
+    monkeypatch.setenv("REPROLIB_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "peers.json"
     peers.main(["--models", "cw_mnist", "--pairs", "fgsm", "--libraries", "foolbox", "--images", "4",
                 "--set", "fgsm.eps=0.25", "--out", str(out), "--no-progress"])

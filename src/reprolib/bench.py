@@ -94,6 +94,10 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   logits, it clips the *noise* to the clip values (so it can only brighten pixels), and it
   evaluates one extra forward of the current point per iteration.
 
+The command line keeps every finished (pair, library) row in reprolib's cache (``run(...,
+resume=True)``), so a run that is interrupted resumes from the rows it had finished;
+``--no-resume`` recomputes them.
+
 The peers are optional: ``make bench`` installs them (``pip install -e .[bench]`` and
 ``torchattacks==3.5.1`` with ``--no-deps``); a peer that is missing gives a row with an error.
 
@@ -131,7 +135,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import data, models
+from . import attacks, cache, data, models
 from .attacks.core import AttackResult
 from .device import hardware_summary
 from .models import Classifier
@@ -644,7 +648,7 @@ def resolve_pairs(pairs: Sequence[str] | None) -> list[Pair]:
 def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | None = None, *,
         images: tuple[Tensor, Tensor] | None = None, dataset: str | None = None,
         libraries: Sequence[str] | None = None, settings: dict | None = None, seed: int = SEED,
-        name: str | None = None, device=None, progress: bool = True) -> list[dict]:
+        name: str | None = None, device=None, progress: bool = True, resume: bool = False) -> list[dict]:
     """Run ``pairs`` (names of :data:`PAIRS`; None: all) on ``model`` (a zoo name or a
     :class:`Classifier`) and return one row per pair and library (reprolib first).
 
@@ -656,6 +660,12 @@ def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | No
         settings: overrides per pair, e.g. ``{"cw_l2": {"max_iterations": 20}}``.
         seed: numpy and torch are seeded with it before every library run.
         name: the model's name in the rows (default: the zoo name, else the network's class).
+        resume: keep every finished (pair, library) row in reprolib's cache
+            (:mod:`reprolib.cache`, keyed by the network's weights, the images, the settings,
+            the seed, the library's version and the source of this module and of
+            :mod:`reprolib.attacks`), so that a run that was interrupted, or a later run of the
+            same rows, takes them from there. A row from the cache keeps the time measured
+            when it was computed.
 
     Each row: ``pair, attack, norm, library, version, model, dataset, n_images, settings,
     native, error`` and, unless ``error``: ``success_rate, median_norm, mean_norm`` (the pair's
@@ -687,7 +697,14 @@ def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | No
     ours: dict | None = None
     for pair, lib in tqdm(jobs, desc=f"peers {name}", disable=not progress):
         s = pair.settings(dataset, (settings or {}).get(pair.name))
-        row = run_one(pair, lib, model, x, y, s, seed)
+        if resume:
+            row = cache.cached(f"bench/{name}/{pair.name}/{lib}",
+                               {"model": model, "x": x, "y": y, "settings": s, "seed": seed,
+                                "version": version(lib)},
+                               lambda: run_one(pair, lib, model, x, y, s, seed),
+                               code=[__file__, attacks])
+        else:
+            row = run_one(pair, lib, model, x, y, s, seed)
         row.update(model=name, dataset=dataset)
         if lib == "reprolib":
             ours = row
@@ -763,6 +780,9 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/peers.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-resume", action="store_true",
+                   help="recompute every row (default: rows finished by an earlier run of the same "
+                        "model, images, settings and versions are taken from reprolib's cache)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -780,7 +800,7 @@ def main(argv=None) -> dict:
             sys.exit(f"{name} is not available ({exc}). Train it with `python -m reprolib.models {name}`.")
         images[name] = {"dataset": dataset, "split": "test", "indices": indices}
         rows += run(chosen, model, images=(x, y), dataset=dataset, libraries=args.libraries, name=name,
-                    settings=overrides, progress=not args.no_progress)
+                    settings=overrides, progress=not args.no_progress, resume=not args.no_resume)
     path = args.out or RESULTS / "peers.json"
     write(path, "peers", images, rows, args.device)
     env = environment(args.device)
