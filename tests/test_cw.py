@@ -199,3 +199,26 @@ def test_cw_mnist_at_least_as_good_as_foolbox(mnist_run):
     ours = torch.where(r.success, r.norms["l2"], torch.tensor(float("inf")))
     assert r.success.sum() >= success.sum()
     assert float(ours.median()) <= 1.02 * float(theirs.median()), (ours.median(), theirs.median())
+
+
+@pytest.mark.slow
+def test_without_abort_early_takes_foolboxs_steps(mnist_run):
+    """Both libraries run Adam on the same tanh variables for every iteration; they differ only
+    in the distance's anchor (x against tanh(arctanh(x·0.999999))), so the per-image norms agree
+    to well under a percent (with abort-early they would not: Foolbox tests the batch's sum)."""
+    fb = pytest.importorskip("foolbox")
+    model, x, y, _ = mnist_run
+    x, y = x[:8], y[:8]
+    budget = dict(binary_search_steps=1, max_iterations=30, learning_rate=0.05, initial_const=1.0)
+    r = cw_l2(model, x, y, abort_early=False, **budget)
+    attack = fb.attacks.L2CarliniWagnerAttack(
+        binary_search_steps=1, steps=budget["max_iterations"], stepsize=budget["learning_rate"],
+        initial_const=budget["initial_const"], confidence=0.0, abort_early=False)
+    _, clipped, _ = attack(fb.PyTorchModel(model, bounds=model.bounds), x, y, epsilons=None)
+    found = r.success.cpu()
+    assert 0 < int(found.sum()) < len(x)  # the budget is short enough that some images resist
+    # Foolbox returns an all-zero image where it found nothing: exactly where reprolib found nothing
+    blank = (clipped == 0).flatten(1).all(1).cpu()
+    assert torch.equal(blank, ~found)
+    theirs = (clipped - x).flatten(1).norm(dim=1).cpu()
+    torch.testing.assert_close(r.norms["l2"].cpu()[found], theirs[found], rtol=1e-3, atol=1e-5)
