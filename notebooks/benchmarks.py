@@ -145,7 +145,7 @@ shown[columns].rename(columns={"success": "success (%)", "time_ratio": "time our
 # %% [markdown]
 # The same ratios as a picture: each marker is one peer on one pair. Left of the vertical line
 # reprolib is faster; below the horizontal line it finds smaller perturbations (on the images
-# both fooled).
+# both fooled). Pairs near the crossing (within 15 % in time and 2 % in norm) are not labelled.
 
 # %%
 peers_only = results[results.library != "reprolib"].dropna(subset=["time_ratio"])
@@ -154,8 +154,9 @@ for (lib, model_name), part in peers_only.groupby(["library", "model"]):
     ax.scatter(part.time_ratio, part.median_norm_ratio_common.fillna(1.0),
                marker="o" if model_name == "cw_mnist" else "s", label=f"{lib}, {model_name}", s=36)
     for r in part.itertuples():
-        ax.annotate(r.pair, (r.time_ratio, 1.0 if pd.isna(r.median_norm_ratio_common) else r.median_norm_ratio_common),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+        y = 1.0 if pd.isna(r.median_norm_ratio_common) else r.median_norm_ratio_common
+        if abs(math.log(r.time_ratio)) > 0.15 or abs(y - 1) > 0.02:  # label only the points off the tie
+            ax.annotate(r.pair, (r.time_ratio, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
 ax.axvline(1, color="grey", lw=0.8)
 ax.axhline(1, color="grey", lw=0.8)
 ax.set(xscale="log", xlabel="time, reprolib / peer", ylabel="median norm, reprolib / peer (common images)",

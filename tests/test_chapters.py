@@ -162,6 +162,27 @@ def test_cached_hits_misses_and_switch(tmp_path, monkeypatch):
     assert len(calls) == 4 and torch.equal(a["v"], d["v"])
 
 
+def test_stats_count_computed_and_reused_steps_with_their_cost(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "_STATS", dict.fromkeys(cache._STATS, 0))
+    slow = lambda: __import__("time").sleep(0.05) or 1  # noqa: E731
+    cache.cached("t", {"i": 1}, slow, root=tmp_path)
+    cache.cached("t", {"i": 2}, slow, root=tmp_path)
+    first = cache.stats()
+    assert (first["computed"], first["reused"]) == (2, 0) and first["computed_seconds"] >= 0.1
+    cache.cached("t", {"i": 1}, slow, root=tmp_path)
+    old = next(p for p in tmp_path.rglob("*.json") if cache.key("t", {"i": 2}) in p.name)
+    old.write_text(json.dumps({"name": "t"}))  # an entry from before times were recorded
+    cache.cached("t", {"i": 2}, slow, root=tmp_path)
+    s = cache.stats()
+    assert (s["computed"], s["reused"], s["reused_untimed"]) == (2, 2, 1)
+    assert 0.05 <= s["reused_seconds"] < first["computed_seconds"]  # the timed entry's own cost
+    line = provenance.cache_summary({**s, "reused_seconds": 4000.0})
+    assert line == "2 read from the cache (1 of them took 1 h 06 min 40 s when computed); 2 computed in this run"
+    text = provenance.markdown({**provenance.collect({"profile": "cpu"}), "cache": s})
+    assert "| cached steps | 2 read from the cache" in text
+    assert "cached steps" not in provenance.markdown(provenance.collect({"profile": "cpu"}))
+
+
 def test_a_killed_run_resumes_with_the_same_numbers(tmp_path):
     """Steps that finished before the kill come from the cache; the rest are recomputed, and
     the numbers equal those of an uninterrupted run without the cache."""

@@ -33,6 +33,7 @@ import inspect
 import json
 import os
 import random
+import time
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -44,6 +45,8 @@ from . import __version__, paths
 from .files import atomic_open
 
 _ENABLED: bool | None = None  # None: follow REPROLIB_NO_CACHE
+#: This process's tally of :func:`cached` steps (see :func:`stats`).
+_STATS = {"computed": 0, "computed_seconds": 0.0, "reused": 0, "reused_seconds": 0.0, "reused_untimed": 0}
 
 
 def enabled() -> bool:
@@ -68,6 +71,14 @@ def disabled():
         yield
     finally:
         _ENABLED = before
+
+
+def stats() -> dict:
+    """How many :func:`cached` steps this process computed and how many it read from the cache,
+    with the seconds they took to compute (for a reused step: when it was computed, as its entry
+    records; ``reused_untimed`` counts entries written before reprolib recorded that). The chapter
+    runner puts this in each page's provenance, whose wall time alone would hide reused work."""
+    return dict(_STATS)
 
 
 def _source_file(obj: Any) -> Path:
@@ -211,17 +222,34 @@ def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable
     if not enabled():
         return run()
     path = entry_path(name, key(name, inputs, code), root)
+    info = path.with_suffix(".json")
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            result = torch.load(path, map_location="cpu", weights_only=False)
         except Exception:  # a truncated or foreign file: recompute and replace it
             pass
+        else:
+            _count_reused(info)
+            return result
+    started = time.perf_counter()
     result = run()
+    seconds = time.perf_counter() - started
+    _STATS["computed"] += 1
+    _STATS["computed_seconds"] += seconds
     save_atomic(result, path)
-    info = path.with_suffix(".json")
     try:
-        info.write_text(json.dumps({"name": name, "reprolib_version": __version__,
+        info.write_text(json.dumps({"name": name, "reprolib_version": __version__, "seconds": round(seconds, 3),
                                     "code": [str(_source_file(c)) for c in code]}, indent=1) + "\n")
     except OSError:
         pass
     return result
+
+
+def _count_reused(info: Path) -> None:
+    _STATS["reused"] += 1
+    try:
+        seconds = float(json.loads(info.read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        _STATS["reused_untimed"] += 1
+    else:
+        _STATS["reused_seconds"] += seconds

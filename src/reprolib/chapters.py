@@ -66,9 +66,10 @@ PROVENANCE_TAG = "provenance"
 _PROBE_TAG = "reprolib-provenance-probe"
 _PROBE = """\
 import json as _json
-from reprolib import params as _params, provenance as _provenance
+from reprolib import cache as _cache, params as _params, provenance as _provenance
 _resolved = [_v for _v in list(globals().values()) if isinstance(_v, _params.Params)]
-print("REPROLIB-PROVENANCE " + _json.dumps(_provenance.collect(_resolved[0].as_dict() if _resolved else None)))
+print("REPROLIB-PROVENANCE " + _json.dumps({**_provenance.collect(_resolved[0].as_dict() if _resolved else None),
+                                            "cache": _cache.stats()}))
 """
 BROWSER = "/usr/bin/chromium"
 BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

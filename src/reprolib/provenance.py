@@ -64,6 +64,17 @@ def _duration(seconds: float | None) -> str:
     return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def cache_summary(stats: Mapping[str, Any]) -> str:
+    """One line on the steps a run computed and those it read from the cache
+    (:func:`reprolib.cache.stats`), so that a short wall time is not mistaken for the cost."""
+    reused, untimed = int(stats.get("reused", 0)), int(stats.get("reused_untimed", 0))
+    text = f"{reused} read from the cache"
+    if reused > untimed:
+        timed = f"{reused - untimed} of them " if untimed else ""
+        text += f" ({timed}took {_duration(stats.get('reused_seconds'))} when computed)"
+    return text + f"; {int(stats.get('computed', 0))} computed in this run"
+
+
 def markdown(info: Mapping[str, Any], *, rerun: str | None = None) -> str:
     """The provenance block shown at the top of an executed chapter."""
     params = dict(info.get("parameters") or {})
@@ -85,6 +96,8 @@ def markdown(info: Mapping[str, Any], *, rerun: str | None = None) -> str:
         f"| hardware | {info.get('hardware')} |",
         f"| wall time | {_duration(info.get('wall_seconds'))} |",
     ]
+    if (info.get("cache") or {}).get("reused"):
+        lines.append(f"| cached steps | {cache_summary(info['cache'])} |")
     if rerun:
         lines += ["", f"Re-run it: `{rerun}`"]
     lines.append("```")
