@@ -195,8 +195,8 @@ pd.DataFrame(beaten, columns=["model", "pair", "peer", "the peer is"])
 # - **C&W: smaller norms in Foolbox and torchattacks.** reprolib's abort-early is per input, as
 #   the reference code behaves at its default batch size of one; Foolbox and torchattacks test
 #   the loss *summed over the batch*, which on a batch of many images keeps falling by more than
-#   the 0.01 % threshold between checks, so they run every iteration (see the passes per image)
-#   and get closer to the boundary at up to three times reprolib's passes. With
+#   the 0.01 % threshold between checks, so they run more iterations, often all of them (see the
+#   passes per image), and get closer to the boundary at up to three times reprolib's cost. With
 #   `abort_early=False` reprolib's C&W takes Foolbox's steps (tested against Foolbox on MNIST).
 #   The gap is largest at one fixed c; the binary search narrows it.
 # - **EAD against Foolbox.** The momentum schedule differs: reprolib uses (k+1)/(k+4), the
