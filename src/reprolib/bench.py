@@ -136,7 +136,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import attacks, cache, data, models
-from .attacks.core import AttackResult
+from .attacks.core import AttackResult, lp_norms, recheck
 from .device import hardware_summary
 from .models import Classifier
 from .paths import REPO_ROOT
@@ -211,11 +211,9 @@ def evaluate(model: Classifier, x: Tensor, y: Tensor, x_adv: Tensor) -> dict:
     """Success (one fresh forward pass of ``x_adv`` clipped to the model's bounds; prediction ≠
     ``y``) and the l1, l2, l∞ norms of ``clip(x_adv) − x`` per image."""
     x_adv = x_adv.detach().to(x.device, x.dtype).clamp(*model.bounds)
-    success = model(x_adv).argmax(1) != y
-    delta = (x_adv - x).flatten(1)
-    norms = {"l1": delta.abs().sum(1), "l2": delta.norm(dim=1), "linf": delta.abs().amax(1)}
-    return {"success": success.tolist(),
-            "norms": {k: [round(v, 6) for v in t.tolist()] for k, t in norms.items()}}
+    norms = lp_norms(x_adv - x)
+    return {"success": recheck(model, x_adv, y, targeted=False).tolist(),
+            "norms": {k: [round(v, 6) for v in norms[k].tolist()] for k in ("l1", "l2", "linf")}}
 
 
 def summarise(success: Sequence[bool], norms: Sequence[float]) -> dict:
