@@ -1,8 +1,17 @@
-"""Batched, counted adversarial attacks, one per module.
+"""Batched, counted adversarial attacks, one per module, all importable from here.
 
-Every attack takes a :class:`reprolib.models.Classifier`, a batch inside its bounds and the
-labels (or targets), and returns an :class:`AttackResult` whose success is re-checked by a
-fresh forward pass. Defaults are the documents'. Import an attack from its module:
+Every attack is a function ``attack(model, x, y, *, targeted=False, **settings) -> AttackResult``:
+
+* ``model`` is a :class:`reprolib.models.Classifier`, which owns the input bounds and any
+  normalisation; ``x`` is a batch ``(N, *model.input_shape)`` inside the bounds; ``y`` holds the
+  true labels ``(N,)`` (any integer dtype), or the target labels when ``targeted=True``.
+* The result (:class:`AttackResult`) holds the adversarials clipped to the bounds and the raw
+  ones, success re-checked by a fresh forward pass, the l0/l1/l2/l∞ norms of both, the forward
+  and backward passes (or queries) spent per input, the attack's name and every setting it ran
+  with. ``info`` holds what is specific to one attack (each docstring lists its keys).
+* Bad settings raise :class:`AttackInputError` (a ``ValueError``) naming the setting and its
+  valid range, before any model pass. The model runs in eval mode, with gradients enabled,
+  whatever the caller's modes; an empty batch returns an empty result.
 
 ======================  =====================================================================
 module                  attacks
@@ -10,18 +19,60 @@ module                  attacks
 ``fgsm``                ``fgsm``, ``fgm`` (one step, ℓ∞ / ℓ2 / ℓ1)
 ``pgd``                 ``pgd``, ``ifgm``, ``bim`` (iterative, ℓ∞ / ℓ2 / ℓ1)
 ``iterative_targeted``  document 003's equal-multiplier / equal-perturbation rules
-``deepfool``            ``deepfool`` (ℓ2, ℓ∞)
-``convex``              document 001: ``alg1`` (and Alg1-n), ``alg2``, ``random_sign``, GNII
+``deepfool``            ``deepfool`` (any ℓp)
+``convex``              document 001: ``alg1`` (and Alg1-n), ``alg2``, ``random_sign``
+``min_norm_iteration``  document 001's eq. 8 iterated until the label changes
 ``regression``          document 001 §III: ``l2_attack``, ``l1_attack`` for regressors
 ``lbfgs``               document 000: ``lbfgs`` with bisection on C
 ``cw``                  ``cw_l2`` (Carlini & Wagner)
 ``ead``                 ``ead`` (elastic net, ISTA / FISTA)
-``zoo``                 ``zoo`` (black box, through :class:`blackbox.BlackBox`)
+``zoo``                 ``zoo`` (black box, through :class:`~reprolib.attacks.ops.blackbox.BlackBox`)
 ``pdpgd``               document 004: ``pdgd``, ``pdpgd`` (ℓ∞ / ℓ2 / ℓ1 / ℓ0)
 ======================  =====================================================================
 
-For example ``from reprolib.attacks.cw import cw_l2``.
-"""
-from .core import AttackInputError, AttackResult, Counter, finish, lp_norms, start
+The shared machinery (norms, losses, proximal operators, Adam, the search on c, abort-early,
+the best iterate, the tanh box, Jacobians, black-box access) is in :mod:`reprolib.attacks.ops`.
 
-__all__ = ["AttackInputError", "AttackResult", "Counter", "finish", "lp_norms", "start"]
+**One name per setting.** Every attack spells a setting the same way (Foolbox's and the C&W
+code's names where they exist); the paper's symbol is given in each docstring.
+
+=======================  ======================================================================
+name                     meaning
+=======================  ======================================================================
+``targeted``             ``y`` holds targets and success means predicting them
+``eps``                  the radius ε of the perturbation budget, in input units
+``norm``                 ``"linf"``, ``"l2"``, ``"l1"`` (``"l0"``, ``"l0_group"`` where
+                         supported), or a number p ≥ 1 for attacks defined for every ℓp
+``steps``                iterations (per binary-search round for the attacks that search c)
+``step_size``            the step size or learning rate α (η); ``rel_step_size`` as a multiple
+                         of ε
+``confidence``           the margin κ a success must hold
+``initial_const``        the first trade-off constant c (per input when a tensor)
+``binary_search_steps``  rounds of the per-input binary search on c
+``abort_early``          end a round when the loss stops falling (C&W's rule)
+``abort_early_every``    how many iterations between those checks
+``stop_at_success``      freeze each input at its first successful iterate (fixed-budget attacks)
+``solver``               the optimiser or algorithm variant of an attack
+``loss``                 the objective, by name (:data:`reprolib.attacks.ops.losses.LOSSES`)
+``seed``                 the seed of the attack's own random generator (0 by default)
+``record``               keep per-iteration trajectories in ``info``
+=======================  ======================================================================
+"""
+from .core import ATTACKS, AttackResult, Counter, attack, finish, start
+from .ops.checks import AttackInputError
+from .convex import alg1, alg2, random_sign
+from .cw import cw_l2
+from .deepfool import deepfool
+from .ead import ead
+from .fgsm import fgm, fgsm
+from .iterative_targeted import iterative_targeted
+from .lbfgs import lbfgs
+from .min_norm_iteration import min_norm_iteration
+from .pdpgd import pdgd, pdpgd
+from .pgd import bim, ifgm, pgd
+from .regression import l1_attack, l2_attack
+from .zoo import zoo
+
+__all__ = ["ATTACKS", "AttackInputError", "AttackResult", "Counter", "attack", "finish", "start",
+           "alg1", "alg2", "bim", "cw_l2", "deepfool", "ead", "fgm", "fgsm", "ifgm", "iterative_targeted",
+           "l1_attack", "l2_attack", "lbfgs", "min_norm_iteration", "pdgd", "pdpgd", "pgd", "random_sign", "zoo"]

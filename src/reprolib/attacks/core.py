@@ -9,25 +9,37 @@ An attack is a function ``attack(model, x, y, *, targeted=False, ...) -> AttackR
 * The attack counts every forward and backward pass it spends, per input, through a
   :class:`Counter`, and ends with :func:`finish`, which clips to the bounds and re-checks
   success with a fresh forward pass that is not charged to the attack.
+* Every public attack is decorated with :func:`attack`, which records its name and settings in
+  the result, checks the inputs, runs the model in eval mode with gradients enabled (whatever
+  the caller's modes, both restored afterwards), and answers an empty batch with an empty result.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
+from .ops.checks import AttackInputError
+from .ops.norms import lp_norms
+
+#: Every public attack by name, in the order they were defined (filled by :func:`attack`).
+ATTACKS: dict[str, Callable[..., "AttackResult"]] = {}
 
 
-class AttackInputError(ValueError):
-    """The model, inputs or labels given to an attack are not usable; the message says why."""
+def model_dtype(model: Classifier) -> torch.dtype:
+    """The floating-point dtype of the model's parameters (float32 when it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def check_inputs(model: Classifier, x: Tensor, y: Tensor) -> None:
     """Raise :class:`AttackInputError` for a non-Classifier model, a wrong shape, NaN, inputs
-    outside the model's bounds, or labels out of range."""
+    outside the model's bounds, or labels that are not integers in range."""
     if not isinstance(model, Classifier):
         raise AttackInputError(
             f"Attacks take a reprolib.models.Classifier, got {type(model).__name__}. Wrap your network: "
@@ -45,13 +57,14 @@ def check_inputs(model: Classifier, x: Tensor, y: Tensor) -> None:
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         raise AttackInputError(f"x holds NaN or infinite values (inputs {bad[:10]}); clean them first.")
     lower, upper = model.bounds
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = (float(x.min()), float(x.max())) if x.numel() else (lower, upper)
     if lo < lower or hi > upper:
         raise AttackInputError(
             f"x spans [{lo:.4g}, {hi:.4g}], outside the model's bounds [{lower}, {upper}]. "
             "Pass raw inputs in the model's bounds; put normalisation inside the Classifier (mean/std)."
         )
-    if not torch.is_tensor(y) or y.dtype not in (torch.int64, torch.int32) or y.shape != (len(x),):
+    if not torch.is_tensor(y) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool \
+            or y.shape != (len(x),):
         raise AttackInputError(f"y must be an integer tensor of shape ({len(x)},), got "
                                f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}.")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= model.num_classes):
@@ -119,17 +132,6 @@ class Counter:
                               torch.as_tensor(amount, device=counts.device).expand(len(idx)).long())
 
 
-def lp_norms(delta: Tensor) -> dict[str, Tensor]:
-    """The l0 (number of changed values), l1, l2 and l∞ norms of each perturbation in a batch."""
-    flat = delta.flatten(1)
-    return {
-        "l0": (flat != 0).sum(1).to(flat.dtype),
-        "l1": flat.abs().sum(1),
-        "l2": flat.norm(dim=1),
-        "linf": flat.abs().amax(1) if flat.shape[1] else flat.sum(1),
-    }
-
-
 @dataclass
 class AttackResult:
     """What an attack returns. Every field is per input unless stated.
@@ -137,8 +139,11 @@ class AttackResult:
     ``x_adv`` is clipped to the model's bounds; ``x_raw`` is the attack's output before
     clipping (identical for attacks that never leave the box). ``success`` and
     ``success_raw`` are re-checked by running the model on those inputs, never taken from the
-    optimiser. ``norms`` are of ``x_adv - x``. Pass counts include every model call the
-    attack made, and none of the re-check.
+    optimiser. ``norms`` are the l0, l1, l2 and l∞ norms of ``x_adv - x`` and ``norms_raw``
+    those of ``x_raw - x``. Pass counts include every model call the attack made, and none of
+    the re-check. ``attack`` is the attack's name and ``params`` every setting it ran with
+    (defaults included), so a result says how it was made. ``info`` holds what is specific to
+    one attack; each attack's docstring lists its keys.
     """
 
     x: Tensor
@@ -149,11 +154,14 @@ class AttackResult:
     success: Tensor
     success_raw: Tensor
     norms: dict[str, Tensor]
+    norms_raw: dict[str, Tensor]
     forwards: Tensor
     backwards: Tensor
     queries: Tensor
     seconds: float
-    info: dict = field(default_factory=dict)  # attack-specific: trajectories, chosen c, ...
+    attack: str = ""
+    params: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
 
     @property
     def success_rate(self) -> float:
@@ -164,7 +172,7 @@ class AttackResult:
 
     def cpu(self) -> "AttackResult":
         move = lambda v: v.cpu() if torch.is_tensor(v) else v  # noqa: E731
-        return AttackResult(**{k: ({n: move(t) for n, t in v.items()} if k == "norms" else move(v))
+        return AttackResult(**{k: ({n: move(t) for n, t in v.items()} if k in ("norms", "norms_raw") else move(v))
                                for k, v in self.__dict__.items()})
 
 
@@ -187,18 +195,70 @@ def finish(model: Classifier, x: Tensor, x_raw: Tensor, labels: Tensor, targeted
     x_raw = x_raw.detach()
     x_adv = x_raw.clamp(*model.bounds)
     success = recheck(model, x_adv, labels, targeted)
-    success_raw = success if torch.equal(x_adv, x_raw) else recheck(model, x_raw, labels, targeted)
+    same = torch.equal(x_adv, x_raw)
+    success_raw = success if same else recheck(model, x_raw, labels, targeted)
+    norms = lp_norms(x_adv - x)
     return AttackResult(
         x=x, x_adv=x_adv, x_raw=x_raw, labels=labels, targeted=targeted,
-        success=success, success_raw=success_raw, norms=lp_norms(x_adv - x),
+        success=success, success_raw=success_raw, norms=norms, norms_raw=norms if same else lp_norms(x_raw - x),
         forwards=counter.forwards, backwards=counter.backwards, queries=counter.queries,
         seconds=time.perf_counter() - started, info=info,
     )
 
 
 def start(model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Counter, float]:
-    """Check the inputs, move them to the model's device, and open a counter and a clock."""
+    """Check the inputs, move them to the model's device and dtype (labels to int64), and open
+    a counter and a clock."""
     check_inputs(model, x, y)
     device = model.device
-    x, y = x.detach().to(device), y.to(device)
+    x, y = x.detach().to(device=device, dtype=model_dtype(model)), y.to(device=device, dtype=torch.long)
     return x, y, Counter(model, len(x), device), time.perf_counter()
+
+
+def _empty(model: Classifier, x: Tensor, y: Tensor, targeted: bool) -> AttackResult:
+    x, y, counter, started = start(model, x, y)
+    none = torch.zeros(0, dtype=torch.bool, device=x.device)
+    norms = lp_norms(x)
+    return AttackResult(x=x, x_adv=x.clone(), x_raw=x.clone(), labels=y, targeted=targeted, success=none,
+                        success_raw=none, norms=norms, norms_raw=norms, forwards=counter.forwards,
+                        backwards=counter.backwards, queries=counter.queries,
+                        seconds=time.perf_counter() - started)
+
+
+def attack(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
+    """Make ``fn(model, x, y, *, targeted=..., **settings)`` a public reprolib attack.
+
+    The wrapped attack checks its inputs (:func:`check_inputs`), answers an empty batch with an
+    empty result before any model pass, runs ``fn`` with the model in eval mode and gradients
+    enabled (restoring the model's mode afterwards, also on error), and sets the result's
+    ``attack`` (the function's name) and ``params`` (every keyword setting, defaults included).
+    An unknown setting raises ``TypeError`` naming it, before anything runs.
+    """
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(model, x, y, *args, **kwargs) -> AttackResult:
+        bound = signature.bind(model, x, y, *args, **kwargs)
+        bound.apply_defaults()
+        params = {}
+        for name, value in list(bound.arguments.items())[3:]:
+            if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                params.update(value)
+            else:
+                params[name] = value
+        check_inputs(model, x, y)
+        if len(x) == 0:
+            result = _empty(model, x, y, bool(params.get("targeted", False)))
+        else:
+            training = model.training
+            model.eval()
+            try:
+                with torch.enable_grad():
+                    result = fn(model, x, y, *args, **kwargs)
+            finally:
+                model.train(training)
+        result.attack, result.params = fn.__name__, params
+        return result
+
+    ATTACKS[fn.__name__] = run
+    return run

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from ..models.classifier import Classifier
 from .core import AttackResult, finish, start
-from .losses import margin as label_margin
-from .search import ConstSearch
+from .ops.losses import margin as label_margin
+from .ops.search import ConstSearch
 
 
 def cw_l2(

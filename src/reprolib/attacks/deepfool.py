@@ -33,9 +33,10 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from .convex import gnii_step
-from .core import AttackInputError, AttackResult, finish, lp_norms, start
-from .jacobian import difference_ratios, forward, margin_grads, top_candidates
+from .ops.linearized import gnii_step
+from .core import AttackInputError, AttackResult, finish, start
+from .ops.norms import lp_norms
+from .ops.jacobian import difference_ratios, forward, margin_grads, top_candidates
 
 __all__ = ["deepfool"]
 

@@ -59,9 +59,9 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from . import losses
+from .ops import losses
 from .core import AttackResult, Counter, finish, start
-from .search import ConstSearch
+from .ops.search import ConstSearch
 
 METHODS = ("fista", "ista", "cov")
 RULES = ("EN", "L1")

@@ -22,44 +22,10 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from . import losses
+from .ops import losses
 from .core import AttackResult, Counter, finish, start
-
-NORMS = {"linf": float("inf"), "inf": float("inf"), "l2": 2.0, "2": 2.0, "l1": 1.0, "1": 1.0}
-
-
-def norm_order(norm) -> float:
-    """``"linf" | "l2" | "l1"`` (or ``inf``, 2, 1) as a float order."""
-    key = str(norm).lower().replace("∞", "inf")
-    if key in NORMS:
-        return NORMS[key]
-    if isinstance(norm, (int, float)) and float(norm) in (1.0, 2.0, float("inf")):
-        return float(norm)
-    raise ValueError(f"norm must be 'linf', 'l2' or 'l1', got {norm!r}")
-
-
-def per_input(value, n: int, like: Tensor) -> Tensor:
-    """A float or a length-``n`` tensor as a tensor of shape ``(n, 1, ..., 1)`` broadcasting
-    against ``like``."""
-    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    if t.dim() == 0:
-        t = t.expand(n)
-    if t.shape != (n,):
-        raise ValueError(f"expected a number or a tensor of shape ({n},), got shape {tuple(t.shape)}")
-    if bool((t < 0).any()):
-        raise ValueError("ε and step sizes must be non-negative")
-    return t.reshape((n,) + (1,) * (like.dim() - 1))
-
-
-def normalize(g: Tensor, order: float) -> Tensor:
-    """``g / ‖g‖_order`` per input (``sign(g)`` for ℓ∞); rows with ‖g‖ = 0 stay 0."""
-    if order == float("inf"):
-        return g.sign()
-    flat = g.flatten(1)
-    n = flat.norm(p=order, dim=1)
-    n = torch.where(n > 0, n, torch.ones_like(n))
-    return (flat / n[:, None]).view_as(g)
-
+from .ops.norms import normalize, per_input
+from .ops.norms import order as norm_order
 
 def direction(counter: Counter, x: Tensor, y: Tensor, *, norm="l2", targeted: bool = False,
               loss="ce", **loss_kw) -> Tensor:

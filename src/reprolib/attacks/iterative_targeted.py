@@ -51,9 +51,9 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from . import losses
+from .ops import losses
 from .core import AttackResult, finish, start
-from .fgsm import per_input
+from .ops.norms import per_input
 
 SOURCES = ("ce", "ce_sign", "logit", "mlogit")
 MODES = ("equal_multiplier", "equal_perturbation")
@@ -83,7 +83,7 @@ def iterative_targeted(model: Classifier, x: Tensor, target: Tensor, *, source: 
         raise ValueError(f"steps must be ≥ 0, got {steps}")
     x, target, counter, t0 = start(model, x, target)
     lossf = losses.get(source)
-    loss_kw = {"kappa": kappa} if source == "mlogit" else {}
+    loss_kw = {"confidence": kappa} if source == "mlogit" else {}
     n, dev = len(x), x.device
     lower, upper = model.bounds
     eps_t = None if eps is None else per_input(eps, n, x)

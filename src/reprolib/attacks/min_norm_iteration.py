@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from .convex import min_norm_step
+from .ops.linearized import min_norm_step
 from .core import AttackInputError, AttackResult, finish, start
 
 __all__ = ["min_norm_iteration"]

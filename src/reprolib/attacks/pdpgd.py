@@ -48,9 +48,14 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from . import losses
+from .ops import losses
 from .core import AttackResult, finish, is_adversarial, start
-from .prox import NORMS, norm_of, prox
+from .ops.norms import NORMS, lp_norm as _lp
+from .ops.prox import prox
+
+
+def norm_of(norm, u):
+    return _lp(u, norm)
 
 #: Adam's constants (TensorFlow 2 / Keras defaults, as in the reference code).
 ADAM_BETAS = (0.9, 0.999)

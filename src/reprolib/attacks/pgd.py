@@ -45,71 +45,12 @@ import torch
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from . import losses
+from .ops import losses
 from .core import AttackResult, finish, is_adversarial, start
-from .fgsm import norm_order, normalize, per_input
+from .ops.norms import normalize, per_input, project, project_l1, project_l2, project_linf, rescale
+from .ops.norms import order as norm_order
 
 INF = float("inf")
-
-
-# --------------------------------------------------------------------------------- projections
-def _flat_norm(delta: Tensor, order: float) -> Tensor:
-    return delta.flatten(1).norm(p=order, dim=1)
-
-
-def project_linf(delta: Tensor, eps) -> Tensor:
-    """Clamp each coordinate of each row to [−ε, ε] (ε a float or one value per row)."""
-    e = per_input(eps, len(delta), delta)
-    return torch.maximum(torch.minimum(delta, e), -e)
-
-
-def project_l2(delta: Tensor, eps) -> Tensor:
-    """Euclidean projection onto {‖δ‖₂ ≤ ε}: δ·min(1, ε/‖δ‖₂) per row."""
-    e = per_input(eps, len(delta), delta).flatten()
-    n = _flat_norm(delta, 2.0)
-    factor = torch.where(n > e, e / torch.where(n > 0, n, torch.ones_like(n)), torch.ones_like(n))
-    return delta * factor.reshape((-1,) + (1,) * (delta.dim() - 1))
-
-
-def project_l1(delta: Tensor, eps) -> Tensor:
-    """Euclidean projection onto {‖δ‖₁ ≤ ε}, per row (Duchi, Shalev-Shwartz, Singer & Chandra
-    2008, Fig. 1): rows already inside are returned unchanged; otherwise, with u = |δ| sorted
-    in decreasing order and ρ = max{j : u_j − (Σ_{i≤j} u_i − ε)/j > 0},
-    θ = (Σ_{i≤ρ} u_i − ε)/ρ and the projection is sign(δ)·max(|δ| − θ, 0). O(d log d)."""
-    shape = delta.shape
-    v = delta.flatten(1)
-    e = per_input(eps, len(v), v).flatten()
-    a = v.abs()
-    outside = a.sum(1) > e
-    if not bool(outside.any()):
-        return delta
-    u, _ = a.sort(dim=1, descending=True)
-    css = u.cumsum(1)
-    j = torch.arange(1, v.shape[1] + 1, device=v.device, dtype=v.dtype)
-    cond = u - (css - e[:, None]) / j > 0
-    # ρ = last index where cond holds (cond holds at j = 1 whenever ε ≥ 0 and the row is outside)
-    rho = (cond * j).amax(1).long().clamp(min=1)
-    theta = (css.gather(1, (rho - 1)[:, None]).squeeze(1) - e) / rho.to(v.dtype)
-    theta = torch.where(outside, theta.clamp(min=0), torch.zeros_like(theta))
-    return (v.sign() * (a - theta[:, None]).clamp(min=0)).view(shape)
-
-
-def project(delta: Tensor, eps, norm) -> Tensor:
-    """Euclidean projection of each row of ``delta`` onto the ε-ball of ``norm``."""
-    order = norm_order(norm)
-    return {INF: project_linf, 2.0: project_l2, 1.0: project_l1}[order](delta, eps)
-
-
-def rescale(delta: Tensor, eps, norm) -> Tensor:
-    """Document 002's I-FGM "ε-ball clipping" for ℓ1/ℓ2: δ·ε/‖δ‖ (also scales *up*; δ = 0 stays
-    0). For ℓ∞ it clamps to [−ε, ε], as EAD's ``ifgm.py`` does."""
-    order = norm_order(norm)
-    if order == INF:
-        return project_linf(delta, eps)
-    e = per_input(eps, len(delta), delta).flatten()
-    n = _flat_norm(delta, order)
-    factor = torch.where(n > 0, e / torch.where(n > 0, n, torch.ones_like(n)), torch.zeros_like(n))
-    return delta * factor.reshape((-1,) + (1,) * (delta.dim() - 1))
 
 
 # ---------------------------------------------------------------------------------- steps

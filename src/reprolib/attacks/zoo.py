@@ -75,10 +75,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from . import losses
-from .blackbox import BlackBox
+from .ops import losses
+from .ops.blackbox import BlackBox
 from .core import AttackResult, finish, start
-from .search import ConstSearch
+from .ops.search import ConstSearch
 
 #: The hierarchical schedule of the ImageNet experiments: 32×32 → 64×64 at it 2,000 → 128×128 at it 10,000.
 IMAGENET_SCHEDULE = ((0, 32), (2000, 64), (10000, 128))

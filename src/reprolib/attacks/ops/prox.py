@@ -26,11 +26,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .fgsm import per_input
-from .pgd import project_l1 as project_l1_ball
-
-NORMS = ("linf", "l2", "l1", "l0", "l0_group")
-
+from .box import project_box
+from .norms import NORMS, per_input
+from .norms import project_l1 as project_l1_ball
 
 def soft_threshold(v: Tensor, t: float | Tensor) -> Tensor:
     """``sign(v)·max(|v| − t, 0)`` elementwise, with one threshold per input."""
@@ -107,28 +105,7 @@ def prox(norm: str, v: Tensor, t: float | Tensor) -> Tensor:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}") from None
 
 
-def project_box(x: Tensor, u: Tensor, bounds: tuple[float, float]) -> Tensor:
-    """The perturbation ``u`` moved so that ``x + u`` lies in the box: ``clip(x + u) − x``."""
-    return (x + u).clamp(*bounds) - x
-
-
 def prox_box(norm: str, x: Tensor, v: Tensor, t: float | Tensor, bounds: tuple[float, float]) -> Tensor:
     """Prox of the norm followed by the box clip, as the thesis's code does (an approximation
     of the prox of norm + box indicator)."""
     return project_box(x, prox(norm, v, t), bounds)
-
-
-def norm_of(norm: str, u: Tensor) -> Tensor:
-    """The value of ``norm`` for each perturbation of a batch (l0_group counts pixels)."""
-    flat = u.flatten(1)
-    if norm == "linf":
-        return flat.abs().amax(1) if flat.shape[1] else flat.sum(1)
-    if norm == "l2":
-        return flat.norm(dim=1)
-    if norm == "l1":
-        return flat.abs().sum(1)
-    if norm == "l0":
-        return (flat != 0).sum(1).to(u.dtype)
-    if norm == "l0_group":
-        return (u != 0).any(1).flatten(1).sum(1).to(u.dtype)
-    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")

@@ -50,25 +50,32 @@ def margin(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.gather(1, labels[:, None]).squeeze(1) - other
 
 
-def cw_f6(logits: Tensor, labels: Tensor, targeted: bool = True, kappa: float = 0.0) -> Tensor:
-    """Carlini–Wagner's f6, to be **minimised**: targeted ``max(max_{j≠t} Z_j − Z_t, −κ)``,
-    untargeted ``max(Z_y − max_{j≠y} Z_j, −κ)``. It reaches −κ once the margin is ≥ κ."""
+def attack_margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """The margin an attack drives below zero, per row: ``Z_y − max_{j≠y} Z_j`` (untargeted,
+    ``labels`` = true classes) or ``max_{j≠t} Z_j − Z_t`` (targeted). Positive while the input is
+    not yet adversarial (document 004's m_y, eq. 5.2; C&W's f6 before its κ clamp)."""
     m = margin(logits, labels)
-    return torch.clamp(-m if targeted else m, min=-float(kappa))
+    return -m if targeted else m
 
 
-def cw_loss(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
+def cw_f6(logits: Tensor, labels: Tensor, targeted: bool = True, confidence: float = 0.0) -> Tensor:
+    """Carlini–Wagner's f6, to be **minimised**: targeted ``max(max_{j≠t} Z_j − Z_t, −κ)``,
+    untargeted ``max(Z_y − max_{j≠y} Z_j, −κ)``, κ = ``confidence``. It reaches −κ once the
+    margin is ≥ κ."""
+    return attack_margin(logits, labels, targeted).clamp(min=-float(confidence))
+
+
+def cw_loss(logits: Tensor, labels: Tensor, targeted: bool, confidence: float = 0.0) -> Tensor:
     """C&W's f in the reference code's form (to be minimised, ≥ 0): ``max(max_{j≠t} Z_j − Z_t + κ, 0)``
     targeted, ``max(Z_y − max_{j≠y} Z_j + κ, 0)`` untargeted; zero once the κ margin holds.
     It equals ``cw_f6 + κ``. EAD and ZOO use it (ZOO on log-probabilities)."""
-    m = margin(logits, labels)
-    return ((-m if targeted else m) + kappa).clamp(min=0)
+    return (attack_margin(logits, labels, targeted) + confidence).clamp(min=0)
 
 
-def cw_success(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
+def cw_success(logits: Tensor, labels: Tensor, targeted: bool, confidence: float = 0.0) -> Tensor:
     """C&W's ``compare``: success judged on the scores with the label's entry shifted by ∓κ, so
     a success holds the κ margin."""
-    shift = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * (-kappa if targeted else kappa)
+    shift = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * (-confidence if targeted else confidence)
     hit = (logits + shift).argmax(1) == labels
     return hit if targeted else ~hit
 
@@ -85,13 +92,12 @@ def logit_objective(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     return z if targeted else -z
 
 
-def mlogit_objective(logits: Tensor, labels: Tensor, targeted: bool, kappa: float = 0.0) -> Tensor:
+def mlogit_objective(logits: Tensor, labels: Tensor, targeted: bool, confidence: float = 0.0) -> Tensor:
     """The C&W margin ("M-logit"), −f6: ``min(margin, κ)`` with margin = Z_t − max_{j≠t} Z_j
     (targeted) or max_{j≠y} Z_j − Z_y (untargeted). The gradient is exactly zero once the
     margin is ≥ κ (``torch.where`` sends no gradient through the flat branch)."""
-    m = margin(logits, labels)
-    m = m if targeted else -m
-    return torch.where(m < kappa, m, torch.full_like(m, float(kappa)))
+    m = -attack_margin(logits, labels, targeted)
+    return torch.where(m < confidence, m, torch.full_like(m, float(confidence)))
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ LOSSES: dict[str, Loss] = {
                     description="sign of the cross-entropy gradient (IFGS/BIM's source, document 003)"),
     "logit": Loss("logit", logit_objective,
                   description="target logit (targeted) / true logit (untargeted), document 003"),
-    "mlogit": Loss("mlogit", mlogit_objective, params=("kappa",),
+    "mlogit": Loss("mlogit", mlogit_objective, params=("confidence",),
                    description="C&W margin f6 with confidence κ ('M-logit', document 003)"),
 }
 

@@ -26,8 +26,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..models.classifier import Classifier
-from .core import AttackInputError, check_logits
+from ...models.classifier import Classifier
+from ..core import check_logits
+from .checks import AttackInputError
 
 #: What :meth:`BlackBox.predict` can return.
 OUTPUTS = ("log_probs", "probs", "logits")

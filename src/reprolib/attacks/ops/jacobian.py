@@ -22,37 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from .core import Counter
-
-
-def dual_exponent(p: float) -> float:
-    """q with 1/p + 1/q = 1: ∞ ↔ 1, 2 ↔ 2, 1 ↔ ∞."""
-    p = float(p)
-    if p < 1:
-        raise ValueError(f"p must be ≥ 1, got {p}.")
-    if p == 1:
-        return math.inf
-    if math.isinf(p):
-        return 1.0
-    return p / (p - 1)
-
-
-def norm(v: Tensor, p: float, start_dim: int = 1) -> Tensor:
-    """The lp norm of each item of ``v``, flattening the dimensions from ``start_dim`` on."""
-    flat = v.flatten(start_dim)
-    p = float(p)
-    if math.isinf(p):
-        return flat.abs().amax(-1) if flat.shape[-1] else flat.sum(-1)
-    if p == 1:
-        return flat.abs().sum(-1)
-    if p == 2:
-        return flat.norm(dim=-1)
-    return flat.abs().pow(p).sum(-1).pow(1 / p)
-
-
-def dual_norm(g: Tensor, p: float, start_dim: int = 1) -> Tensor:
-    """‖g‖_q, the dual of the lp norm, per item (start_dim as in :func:`norm`)."""
-    return norm(g, dual_exponent(p), start_dim)
+from ..core import Counter
+from .norms import dual_norm
 
 
 def _proxy(out: Tensor, proxy: str) -> Tensor:
