@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from reprolib import bench as peers
 from reprolib import models
+from reprolib.evaluation import peers
 
 
 def main(argv=None) -> dict:
@@ -47,8 +47,8 @@ def main(argv=None) -> dict:
         model, x, y, indices, dataset = peers.load_images(args.model, args.images, device="cpu")
     except models.CheckpointError as exc:
         sys.exit(f"{args.model} is not available ({exc}). Train it with `python -m reprolib.models {args.model}`.")
-    settings = {"zoo": dict(max_iterations=args.max_iter, binary_search_steps=args.binary_steps,
-                            initial_const=args.initial_const, learning_rate=args.lr,
+    settings = {"zoo": dict(steps=args.max_iter, binary_search_steps=args.binary_steps,
+                            initial_const=args.initial_const, step_size=args.lr,
                             coords_per_iter=args.nb_parallel, art_batch_size=args.art_batch_size)}
     rows = peers.run(["zoo"], model, images=(x, y), dataset=dataset, name=args.model, settings=settings,
                      libraries=["reprolib"] if args.skip_art else ["reprolib", "art"])
@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
 
     s = rows[0]["settings"]
     print(f"ZOO-ADAM, {args.model}, untargeted, {len(x)} images, {s['binary_search_steps']} x "
-          f"{s['max_iterations']} its, c0 = {s['initial_const']}, lr = {s['learning_rate']}, "
+          f"{s['steps']} its, c0 = {s['initial_const']}, lr = {s['step_size']}, "
           f"B = {s['coords_per_iter']}; {peers.environment('cpu')['hardware']}")
     print(peers.table(rows))
     if len(rows) > 1 and rows[1].get("time_ratio"):

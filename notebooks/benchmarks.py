@@ -21,13 +21,13 @@
 #    algorithm in Foolbox {cite:p}`rauber2017foolbox`, torchattacks {cite:p}`kim2020torchattacks` and ART
 #    {cite:p}`nicolae2018art` on the same trained
 #    model, the same images and the same budget (iterations, search steps, step sizes, ε).
-#    `reprolib.bench` wraps the network in one counter for every library, so forward and backward
+#    `reprolib.evaluation.peers` wraps the network in one counter for every library, so forward and backward
 #    passes (queries for ZOO) are counted the same way, and re-checks every returned input with a
 #    fresh forward pass. Its docstring lists every setting and every known difference between the
 #    implementations.
 # 2. **Against the exact optimum.** For two small ReLU networks, a mixed-integer program
 #    {cite:p}`tjeng2019evaluating` solved by HiGHS gives the *exact* smallest ℓ∞ and ℓ1
-#    perturbation that changes the prediction (`reprolib.exact`). Every minimum-norm attack runs on
+#    perturbation that changes the prediction (`reprolib.evaluation.exact`). Every minimum-norm attack runs on
 #    the same images, and we report its norm divided by the optimum.
 #
 # The `cpu` profile uses fewer images and smaller budgets than `make bench` (500 MNIST and 200
@@ -49,7 +49,7 @@ seed = None
 device = None
 
 # %%
-from reprolib.params import Param, Spec, device_param, seed_param
+from reprolib.book.params import Param, Spec, device_param, seed_param
 
 SPEC = Spec(
     Param("n_mnist", int, smoke=4, cpu=200, paper=500, lo=1, hi=9000,
@@ -85,15 +85,18 @@ import torch
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from reprolib import bench, cache, data, exact, models, plotting
-from reprolib.attacks import cw, deepfool, ead, lbfgs, min_norm_iteration, pdpgd
+from reprolib import cache, data, models
+from reprolib.attacks import cw_l2, deepfool, ead, lbfgs, min_norm_iteration, pdpgd
+from reprolib.evaluation.run import run_attack
+from reprolib.book import plotting
+from reprolib.book.params import torch_device
+from reprolib.book.reproduction import verdict_row
+from reprolib.evaluation import exact, peers
 from reprolib.models import registry
-from reprolib.params import torch_device
-from reprolib.reproduction import verdict_row
 
 plotting.set_theme()  # the book's seaborn style, also for the plain matplotlib figures below
 dev = torch_device(device)
-env = bench.environment(dev)
+env = peers.environment(dev)
 pd.DataFrame({"value": {"hardware": env["hardware"], "torch threads": env["torch_threads"],
                         "python": env["python"], "torch": env["torch"],
                         **{f"{lib} version": v or "not installed" for lib, v in env["versions"].items()}}})
@@ -109,7 +112,7 @@ pd.DataFrame({"value": {"hardware": env["hardware"], "torch threads": env["torch
 # both libraries fooled.
 
 # %%
-overrides = {"cw_l2": {"binary_search_steps": search_steps, "max_iterations": cw_steps},
+overrides = {"cw_l2": {"binary_search_steps": search_steps, "steps": cw_steps},
              "cw_l2_fixed_c": {"steps": cw_steps},
              "ead": {"binary_search_steps": search_steps, "steps": cw_steps}}
 PLAN = [("cw_mnist", n_mnist), ("cw_cifar", n_cifar)]
@@ -118,14 +121,14 @@ PLAN = [("cw_mnist", n_mnist), ("cw_cifar", n_cifar)]
 def peer_rows(model_name: str, n: int) -> list[dict]:
     """Every pair on the first n correctly classified test images of one zoo model (ZOO on the
     first n_zoo); every finished row is cached, so an interrupted run resumes."""
-    net, x, y, indices, dataset = bench.load_images(model_name, n, device=dev)
+    net, x, y, indices, dataset = peers.load_images(model_name, n, device=dev)
     rows = []
-    for pair in bench.PAIRS:
+    for pair in peers.PAIRS:
         m = min(n, n_zoo) if pair == "zoo" else n
         if m == 0:
             continue
         settings = {pair: overrides[pair]} if pair in overrides else None
-        rows += bench.run([pair], net, images=(x[:m], y[:m]), dataset=dataset, settings=settings,
+        rows += peers.run([pair], net, images=(x[:m], y[:m]), dataset=dataset, settings=settings,
                           name=model_name, seed=seed, progress=False, resume=True)
     return rows
 
@@ -187,7 +190,7 @@ for r in peers_only.itertuples():
 pd.DataFrame(beaten, columns=["model", "pair", "peer", "the peer is"])
 
 # %% [markdown]
-# What explains these rows (from the implementations, see `reprolib.bench`):
+# What explains these rows (from the implementations, see `reprolib.evaluation.peers`):
 #
 # - **FGSM time.** reprolib re-checks both the clipped and the unclipped output with a forward
 #   pass each, so the one-step attack spends four passes per image (forward, backward, two
@@ -249,16 +252,16 @@ pd.DataFrame(claims).set_index("claim")
 MLPS = ["mlp20x2_mnist", "mlp50_mnist"]
 # name: (attack, its arguments besides the model and images, the norm it minimises)
 ATTACKS = {
-    "C&W L2": (cw.cw_l2, {"max_iterations": exact_steps}, "l2"),
-    "EAD (EN rule)": (ead.ead, {"steps": exact_steps}, "l1"),
-    "DeepFool l∞": (deepfool.deepfool, {"p": math.inf}, "linf"),
+    "C&W L2": (cw_l2, {"steps": exact_steps}, "l2"),
+    "EAD (EN rule)": (ead, {"steps": exact_steps}, "l1"),
+    "DeepFool l∞": (deepfool, {"norm": "linf"}, "linf"),
     # l1 steps move one pixel; without box-awareness, clipping undoes them and nothing is fooled
-    "DeepFool l1": (deepfool.deepfool, {"p": 1, "box_aware": True}, "l1"),
-    "PDPGD l∞": (pdpgd.pdpgd, {"norm": "linf", "iterations": exact_steps}, "linf"),
-    "PDPGD l1": (pdpgd.pdpgd, {"norm": "l1", "iterations": exact_steps}, "l1"),
-    "L-BFGS-B": (lbfgs.lbfgs, {}, "l2"),
-    "GN min-norm l∞": (min_norm_iteration.min_norm_iteration, {"p": math.inf}, "linf"),
-    "GN min-norm l1": (min_norm_iteration.min_norm_iteration, {"p": 1}, "l1"),
+    "DeepFool l1": (deepfool, {"norm": "l1", "box_aware": True}, "l1"),
+    "PDPGD l∞": (pdpgd, {"norm": "linf", "steps": exact_steps}, "linf"),
+    "PDPGD l1": (pdpgd, {"norm": "l1", "steps": exact_steps}, "l1"),
+    "L-BFGS-B": (lbfgs, {}, "l2"),
+    "GN min-norm l∞": (min_norm_iteration, {"norm": "linf"}, "linf"),
+    "GN min-norm l1": (min_norm_iteration, {"norm": "l1"}, "l1"),
 }
 mnist_test = data.load("mnist", "test")
 exact_rows, mlp_rows = [], []
@@ -270,9 +273,8 @@ for name in MLPS:
     s = data.first_correct(net, mnist_test, n_exact)
     found = {}
     for attack, (fn, kwargs, native) in ATTACKS.items():
-        r = cache.cached(f"exact/{name}/{attack}", {"model": net, "x": s.x, "y": s.y, "kwargs": kwargs},
-                         lambda: fn(net, s.x, s.y, **kwargs).cpu(), seed=seed,
-                         code=[cw, ead, deepfool, pdpgd, lbfgs, min_norm_iteration])
+        r = run_attack(fn, net, s, batch_size=len(s), cache_name=f"exact/{name}/{attack}",
+                       progress=False, **kwargs)
         found[attack] = (r, native)
     for norm in ("linf", "l1"):
         ub = torch.stack([torch.where(r.success, r.norms[norm], torch.full_like(r.norms[norm], math.inf))

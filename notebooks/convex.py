@@ -55,7 +55,7 @@ seed = None
 device = None
 
 # %%
-from reprolib.params import Param, ParameterError, Spec, device_param, seed_param
+from reprolib.book.params import Param, ParameterError, Spec, device_param, seed_param
 
 SPEC = Spec(
     Param("n_mnist", int, smoke=16, cpu=1024, paper=1024, lo=1, hi=9000,
@@ -114,12 +114,16 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from tqdm.auto import tqdm
 
-from reprolib import cache, data, metrics, models, plotting, train
-from reprolib.attacks import convex, deepfool as deepfool_module, fgsm as fgsm_module, jacobian
-from reprolib.attacks.core import Counter
+from reprolib import cache, data, models, train
+from reprolib.attacks import alg1, alg2, deepfool, fgsm, random_sign
+from reprolib.attacks.ops.linearized import gnii_step
+from reprolib.attacks.ops.norms import dual_norm
+from reprolib.book import plotting
+from reprolib.book.params import torch_device
+from reprolib.book.reproduction import paper_table, verdict_row
+from reprolib.evaluation import exact, metrics
+from reprolib.evaluation.run import run_attack
 from reprolib.models import registry
-from reprolib.params import torch_device
-from reprolib.reproduction import paper_table, verdict_row
 
 DOC = "001-convex-programming"
 dev = torch_device(device)
@@ -130,7 +134,6 @@ TITLE = {"fcnn": "FCNN (MNIST)", "lenet": "LeNet-5 (MNIST)", "nin": "NIN (CIFAR-
 SHORT = {"fcnn": "FCNN", "lenet": "LeNet-5", "nin": "NIN", "densenet": "DenseNet"}
 N_IMAGES = {"fcnn": n_mnist, "lenet": n_mnist, "nin": n_cifar, "densenet": n_cifar}
 EPS = {key: np.linspace(0.001, top, n_eps) for key, top in zip(NETS, eps_max)}
-CODE = [convex, fgsm_module, deepfool_module, jacobian]  # the cache keys hash their source
 
 paper_t1 = paper_table(DOC, "table1").set_index("net")
 paper_v1 = paper_table(DOC, "fig2_v1_csv")
@@ -182,7 +185,7 @@ FIG1 = {"fcnn": 0.05, "densenet": EPS["densenet"][-1]}
 for key, eps in FIG1.items():
     s = images[key]
     shown = data.first_n(s, min(len(s), 64))
-    res = convex.alg1(nets[key], shown.x, shown.y, eps=eps)
+    res = alg1(nets[key], shown.x, shown.y, eps=eps)
     pick = torch.nonzero(res.success_raw).flatten()[:n_shown].cpu()
     if len(pick) == 0:
         print(f"Algorithm 1 at ε = {eps:.3g} fooled none of the {len(res)} images of {TITLE[key]}.")
@@ -216,42 +219,36 @@ for key, eps in FIG1.items():
 # pass and cached, so an interrupted run resumes where it stopped.
 
 # %%
-def attack_fn(method: str, eps: float):
-    """The attack behind one curve of Fig. 2, as a function of (net, x, y)."""
+def attack_call(method: str, eps: float | None) -> tuple:
+    """The attack behind one curve of Fig. 2 and its settings."""
     if method.startswith("Alg1"):
-        steps = int(method.split("-")[1]) if "-" in method else 1
-        return lambda net, x, y: convex.alg1(net, x, y, eps=eps, n_steps=steps)
+        return alg1, {"eps": eps, "steps": int(method.split("-")[1]) if "-" in method else 1}
     if method == "Alg2":
-        return lambda net, x, y: convex.alg2(net, x, y, eps=eps)
+        return alg2, {"eps": eps}
     if method == "FastGrad":
-        return lambda net, x, y: fgsm_module.fgsm(net, x, y, eps=eps)
+        return fgsm, {"eps": eps}
     if method == "random":
-        return lambda net, x, y: convex.random_sign(net, x, y, eps=eps, seed=seed)
+        return random_sign, {"eps": eps, "seed": seed}
     if method == "DeepFool":
-        return lambda net, x, y: deepfool_module.deepfool(net, x, y, p=math.inf, steps=50, overshoot=0.02,
-                                                          overshoot_mode="per_step", candidates=None,
-                                                          clip=False)
+        return deepfool, {"norm": "linf", "steps": 50, "overshoot": 0.02, "overshoot_mode": "per_step",
+                          "candidates": None, "clip": False}
     raise ValueError(method)
 
 
+def fig2_summary(net):
+    """What Fig. 2 and Table I keep of each attack on ``net``, per image."""
+    def summary(r) -> dict:
+        return {"fooled_raw": r.success_raw, "fooled_clipped": r.success, "linf_raw": r.norms_raw["linf"],
+                "linf_pre_raw": ((r.x_raw - r.x) / net.std).flatten(1).abs().amax(1),
+                "forwards": r.forwards, "backwards": r.backwards}
+    return summary
+
+
 def attack_images(key: str, method: str, eps: float | None = None) -> dict:
-    """One method on one net's images, in batches; cached. What Fig. 2 and Table I keep of it."""
-    net, s = nets[key], images[key]
-
-    def compute():
-        fn, parts = attack_fn(method, eps), []
-        for i in range(0, len(s), batch_size):
-            r = fn(net, s.x[i:i + batch_size], s.y[i:i + batch_size])
-            parts.append({"fooled_raw": r.success_raw.cpu(), "fooled_clipped": r.success.cpu(),
-                          "linf_raw": (r.x_raw - r.x).flatten(1).abs().amax(1).cpu(),
-                          "linf_pre_raw": ((r.x_raw - r.x) / net.std).flatten(1).abs().amax(1).cpu(),
-                          "forwards": r.forwards.cpu(), "backwards": r.backwards.cpu(),
-                          "seconds": torch.tensor([r.seconds])})
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-    return cache.cached(f"convex/{NETS[key]}/{method}", {"model": net, "x": s.x, "y": s.y, "eps": eps,
-                                                        "batch_size": batch_size},
-                        compute, code=CODE, seed=seed)
+    """One method on one net's images, in cached batches (an interrupted run resumes)."""
+    attack, settings = attack_call(method, eps)
+    return run_attack(attack, nets[key], images[key], batch_size=batch_size, summary=fig2_summary(nets[key]),
+                      cache_name=f"convex/{NETS[key]}/{method}", progress=False, **settings)
 
 
 def alg1n_grid(key: str) -> np.ndarray:
@@ -366,7 +363,7 @@ for key, net in nets.items():
     x_pre = (s.x.to(dev) - net.mean) / net.std
     rho2 = {d: cache.cached(f"convex/rho2/{NETS[key]}/{d}", {"model": net, "x": s.x, "y": s.y},
                             lambda: metrics.rho_2_per_input(net, s.x, s.y, definition=d,
-                                                            batch_size=batch_size).cpu(), code=CODE)
+                                                            batch_size=batch_size).cpu(), code=[metrics])
             for d in ("code", "paper")}
     t1[key] = {"rho1": metrics.rho_1(r["linf_raw"], s.x, r["fooled_raw"]),
                "rho1_pre": metrics.rho_1(r["linf_pre_raw"], x_pre.cpu(), r["fooled_raw"]),
@@ -420,23 +417,21 @@ pd.DataFrame({**{m: [TITLE[k] for k in r] if r else ["undefined"] * 4 for m, r i
 # %%
 def linear_margins(key: str, n: int):
     """The clean logit differences f_k − f_j and their gradients for the first n images."""
-    net, s = nets[key], images[key]
-    x, y = s.x[:n].to(dev), s.y[:n].to(dev)
-    _, df, dg = jacobian.margin_jacobian(Counter(net, len(x), dev), x, y, jacobian.other_classes(y, net.num_classes))
-    return x, y, df.detach(), dg.detach()
+    x, y = images[key].x[:n].to(dev), images[key].y[:n].to(dev)
+    return (x, y, *metrics.margin_gradients(nets[key], x, y))
 
 
 prop1 = []
 gen = torch.Generator().manual_seed(seed)
 for key in ("fcnn", "lenet"):
     x, y, df, dg = linear_margins(key, min(64, len(images[key])))
-    gq = jacobian.dual_norm(dg, math.inf, start_dim=2)  # ‖∇f_k − ∇f_j‖₁ per class j
+    gq = dual_norm(dg, math.inf, start_dim=2)  # ‖∇f_k − ∇f_j‖₁ per class j
     rho = (df / gq).min(1).values
     signs = torch.randint(0, 2, (1000,) + x.shape[1:], generator=gen).to(x) * 2 - 1
     for s_ in (0.9, 0.99, 0.999, 1.001, 1.01):
         radius = s_ * rho
         pick = (df - radius[:, None] * gq).argmin(1)  # GNII's class: the worst case (Alg1's rule)
-        eta = convex.gnii_step(dg[torch.arange(len(x)), pick], radius, math.inf)
+        eta = gnii_step(dg[torch.arange(len(x)), pick], radius, math.inf)
         at_eta = (df + (dg * eta[:, None]).flatten(2).sum(2)).min(1).values  # linearised margin at η*
         random_lin = (df[:, None, :] + torch.einsum("rchw,njchw->nrj", signs, dg) * radius[:, None, None]).amin((1, 2))
         with torch.no_grad():
@@ -451,32 +446,21 @@ pd.DataFrame(prop1).set_index(["net", "s"])
 # %% [markdown]
 # **Proposition 2.** The GNII optimum `min_η {L(x) + ηᵀ∇L : ‖η‖_p ≤ ε}` equals `L − ε‖∇L‖_q`. For
 # each class `j` the problem is a linear program for `p = ∞` (a box) and for `p = 1` (split η into
-# positive and negative parts), which we hand to HiGHS through `scipy.optimize.linprog` and compare
+# positive and negative parts), which `reprolib.evaluation.exact.linearized_margin_lp` hands to HiGHS; we compare
 # with reprolib's closed form, for each of the K − 1 classes of a few images at the middle ε of the
 # grid:
 
 # %%
-from scipy.optimize import linprog
-
 prop2 = []
 for key in ("fcnn", "lenet"):
     x, y, df, dg = linear_margins(key, 4)
     eps = float(EPS[key][len(EPS[key]) // 2])
-    g = dg.flatten(2).double().cpu().numpy()
     for p_norm in (math.inf, 1.0):
-        closed = (df.double() - eps * jacobian.dual_norm(dg.double(), p_norm, start_dim=2)).cpu().numpy()
-        attained = (df.double() + (convex.gnii_step(dg.double().flatten(0, 1), eps, p_norm)
+        closed = (df.double() - eps * dual_norm(dg.double(), p_norm, start_dim=2)).cpu().numpy()
+        attained = (df.double() + (gnii_step(dg.double().flatten(0, 1), eps, p_norm)
                                    .view_as(dg) * dg.double()).flatten(2).sum(2)).cpu().numpy()
-        lp = np.empty_like(closed)
-        for i in range(g.shape[0]):
-            for j in range(g.shape[1]):
-                c = g[i, j]
-                if math.isinf(p_norm):  # min cᵀη, −ε ≤ η ≤ ε
-                    sol = linprog(c, bounds=[(-eps, eps)] * len(c), method="highs")
-                else:  # η = u − v, u, v ≥ 0, Σ(u + v) ≤ ε
-                    sol = linprog(np.concatenate([c, -c]), A_ub=np.ones((1, 2 * len(c))), b_ub=[eps],
-                                  bounds=[(0, None)] * (2 * len(c)), method="highs")
-                lp[i, j] = df[i, j].item() + sol.fun
+        lp = np.array([[exact.linearized_margin_lp(df[i, j].item(), dg[i, j], eps, p_norm)
+                        for j in range(dg.shape[1])] for i in range(dg.shape[0])])
         prop2.append({"net": TITLE[key], "p": "∞" if math.isinf(p_norm) else "1", "ε": eps,
                       "programs": lp.size, "max |closed form − LP|": np.abs(closed - lp).max(),
                       "max |value at η* − LP|": np.abs(attained - lp).max(),
@@ -558,7 +542,7 @@ projection_grad = unit(torch.autograd.grad((regressor(xr) * proj).sum(), xr)[0])
 
 reg_rows = []
 for eps in reg_eps_grid:
-    top_sv = regression.l2_attack(regressor, reg_x, eps, iters=20, bounds=None, seed=seed)
+    top_sv = regression.l2_attack(regressor, reg_x, eps, steps=20, bounds=None, seed=seed)
     pixel = regression.l1_attack(regressor, reg_x, eps, bounds=None)
     one_pixel = torch.zeros_like(reg_x).flatten(1)
     one_pixel[torch.arange(len(reg_x)), torch.randint(0, 784, (len(reg_x),), generator=gen).to(dev)] = eps

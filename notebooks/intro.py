@@ -40,7 +40,7 @@ seed = None
 device = None
 
 # %%
-from reprolib.params import Param, Spec, device_param, seed_param
+from reprolib.book.params import Param, Spec, device_param, seed_param
 
 SPEC = Spec(
     Param("model", str, smoke="cw_mnist", cpu="cw_mnist", paper="cw_mnist",
@@ -91,7 +91,7 @@ pd.DataFrame(
 # Read the **rule** before the verdict: a ✅ is only as strong as its rule. Differences of scale
 # (fewer images, fewer iterations, a smaller network trained on a CPU) are stated in the chapter,
 # and the `paper` profile is the way to settle a verdict that could depend on them. The table at
-# the end of this page is a small example made from the run below; `reprolib.reproduction` builds
+# the end of this page is a small example made from the run below; `reprolib.book.reproduction` builds
 # the rows.
 #
 # ## Re-running a chapter
@@ -104,7 +104,7 @@ pd.DataFrame(
 # ```bash
 # make chapter NAME=intro PROFILE=smoke             # a fast check (seconds to a few minutes)
 # make chapter NAME=intro PROFILE=cpu               # what this book shows
-# python -m reprolib.chapters run intro --profile cpu -p n_images 200 -p model lenet5_mnist
+# python -m reprolib.book.runner run intro --profile cpu -p n_images 200 -p model lenet5_mnist
 # reprolib-chapter run intro --profile paper -p device cuda -p "eps_grid" "[0.05, 0.1, 0.2]"
 # ```
 #
@@ -112,7 +112,7 @@ pd.DataFrame(
 # Python literals (`512`, `0.5`, `"[0.1, 0.3]"`, `True`); anything else is a string. Other options:
 # `--no-cache` recomputes everything, and `--out DIR` writes the executed notebook elsewhere.
 # Smoke runs go to `build/smoke/chapters/` by default, so they never replace the book's pages.
-# `python -m reprolib.chapters params NAME` prints a chapter's knobs. `make book` rebuilds the
+# `python -m reprolib.book.runner params NAME` prints a chapter's knobs. `make book` rebuilds the
 # HTML; it stops and names the command to run when a chapter's source changed after its page
 # was executed.
 #
@@ -126,17 +126,17 @@ pd.DataFrame(
 # kernel):
 
 # %%
-from reprolib import chapters
-from reprolib.params import ParameterError
+from reprolib.book import runner
+from reprolib.book.params import ParameterError
 
 for bad in ({"n_imgs": 100}, {"n_images": -3}, {"eps_grid": "0.1"}):
     try:
-        chapters.validate("intro", "smoke", bad)
+        runner.validate("intro", "smoke", bad)
     except ParameterError as err:
         print(f"-p {' '.join(map(str, next(iter(bad.items()))))}  →  {str(err).splitlines()[0]}")
 print()
 try:
-    chapters.validate("intro", "smoke", {"n_imgs": 100})
+    runner.validate("intro", "smoke", {"n_imgs": 100})
 except ParameterError as err:
     print(err)
 
@@ -158,9 +158,10 @@ except ParameterError as err:
 # {cite:p}`goodfellow2015explaining` against the C&W MNIST network {cite:p}`carlini2017towards`:
 
 # %%
-from reprolib import data, models, plotting
-from reprolib.attacks.fgsm import fgsm
-from reprolib.params import torch_device
+from reprolib import data, models
+from reprolib.attacks import fgsm
+from reprolib.book import plotting
+from reprolib.book.params import torch_device
 import torch
 
 net = models.load(model, device=torch_device(device), train_if_missing=False)  # sha256-checked
@@ -178,24 +179,27 @@ plotting.image_grid(result.x[pick], result.x_adv[pick], labels=result.labels[pic
 #
 # ## A sweep, cached
 #
-# A chapter runs many such attacks. Each one goes through `reprolib.cache.cached`, under a key made
-# of the model's weights, the images, the attack's settings and the attack's source code:
+# A chapter runs many such attacks. `reprolib.evaluation.run.run_attack` runs one over a set of
+# images in batches and caches each batch through `reprolib.cache`, under a key made of the model's
+# weights, the images, the attack's settings and the source code of the attack and of everything it
+# imports, so an interrupted sweep resumes and a change to the attack recomputes it:
 
 # %%
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
 
-import reprolib.attacks.fgsm as fgsm_module
-from reprolib import cache
+from reprolib.evaluation.run import run_attack
+
+
+def fgsm_success(r):
+    """What the sweep keeps of each attack: success per image."""
+    return {"success": r.success}
 
 
 def fgsm_step(eps):
-    """Success per image of FGSM at radius eps (what the sweep keeps of each attack)."""
-    return cache.cached(
-        "intro/fgsm", {"model": net, "x": images.x, "y": images.y, "eps": eps},
-        lambda: fgsm(net, images.x, images.y, eps=eps).success.cpu(),
-        code=[fgsm_module], seed=seed)
+    return run_attack(fgsm, net, images, batch_size=len(images), summary=fgsm_success,
+                      cache_name="intro/fgsm", progress=False, eps=eps)["success"]
 
 
 fooled = torch.stack([fgsm_step(eps) for eps in eps_grid])  # (len(eps_grid), n_images)
@@ -215,8 +219,8 @@ ax.legend(loc="lower right");
 # first row asks only whether most images are fooled, and the second asks for the trend:
 
 # %%
-from reprolib.plotting import wilson_interval
-from reprolib.reproduction import verdict_row
+from reprolib.book.plotting import wilson_interval
+from reprolib.book.reproduction import verdict_row
 
 eps_arr = np.asarray(eps_grid)
 rate = fooled.float().mean(1).numpy()

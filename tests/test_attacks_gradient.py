@@ -10,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprolib.attacks import fgsm as fgsm_mod
-from reprolib.attacks import losses
-from reprolib.attacks.core import AttackInputError, Counter
-from reprolib.attacks.fgsm import fgm, fgsm
-from reprolib.attacks.iterative_targeted import iterative_targeted
-from reprolib.attacks.pgd import (bim, ifgm, pgd, project, project_l1, project_l2, rescale,
-                                  sparse_l1_direction)
+from reprolib.attacks import AttackInputError, Counter
+from reprolib.attacks.fast_gradient import fgm, fgsm
+from reprolib.attacks.targeted_iteration import iterative_targeted
+from reprolib.attacks.ops import losses
+from reprolib.attacks.ops.norms import project, project_l1, project_l2, rescale
+from reprolib.attacks.projected_gradient import bim, ifgm, pgd, sparse_l1_direction
 from reprolib.models import Classifier
 
 SHAPE = (1, 4, 4)
@@ -113,41 +112,45 @@ def test_loss_gradients_match_hand_computed():
     # M-logit with a large κ: e_t − e_{c*} (targeted), e_{c*} − e_y (untargeted)
     other = z.detach().masked_fill(onehot.bool(), float("-inf")).argmax(1)
     e_other = F.one_hot(other, 4).double()
-    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, lab, True, kappa=1e3).sum(), z)
+    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, lab, True, confidence=1e3).sum(), z)
     close(g, onehot - e_other)
-    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, lab, False, kappa=1e3).sum(), z)
+    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, lab, False, confidence=1e3).sum(), z)
     close(g, e_other - onehot)
 
 
-def test_mlogit_with_all_negative_logits_and_kappa_hinge():
+def test_mlogit_with_all_negative_logits_and_confidence_hinge():
     z = torch.tensor([[-5.0, -1.0, -3.0, -2.0]], requires_grad=True)
     t = torch.tensor([1])
     val, idx = losses.best_other(z.detach(), t)
     assert int(idx) == 3 and float(val) == -2.0  # masking with 0 would pick the label itself
     assert float(losses.margin(z.detach(), t)) == pytest.approx(1.0)
     # C&W f6 = max(max_{j≠t} Z_j − Z_t, −κ)
-    assert float(losses.cw_f6(z.detach(), t, True, kappa=0.0)) == pytest.approx(-0.0)
-    assert float(losses.cw_f6(z.detach(), t, True, kappa=0.5)) == pytest.approx(-0.5)
-    assert float(losses.cw_f6(z.detach(), t, True, kappa=5.0)) == pytest.approx(-1.0)
-    assert float(losses.cw_f6(z.detach(), torch.tensor([0]), False, kappa=5.0)) == pytest.approx(-4.0)
-    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, t, True, kappa=5.0).sum(), z)
+    assert float(losses.cw_f6(z.detach(), t, True, confidence=0.0)) == pytest.approx(-0.0)
+    assert float(losses.cw_f6(z.detach(), t, True, confidence=0.5)) == pytest.approx(-0.5)
+    assert float(losses.cw_f6(z.detach(), t, True, confidence=5.0)) == pytest.approx(-1.0)
+    assert float(losses.cw_f6(z.detach(), torch.tensor([0]), False, confidence=5.0)) == pytest.approx(-4.0)
+    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, t, True, confidence=5.0).sum(), z)
     assert g.tolist() == [[0.0, 1.0, 0.0, -1.0]]
     # margin 1 ≥ κ = 1 and κ = 0.5: the hinge is flat
-    for kappa in (1.0, 0.5):
-        (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, t, True, kappa=kappa).sum(), z)
+    for confidence in (1.0, 0.5):
+        (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, t, True, confidence=confidence).sum(), z)
         assert g.abs().sum() == 0
     # untargeted with all-negative logits: best other than class 2 is class 1
-    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, torch.tensor([2]), False, kappa=5.0).sum(), z)
+    (g,) = torch.autograd.grad(losses.LOSSES["mlogit"](z, torch.tensor([2]), False, confidence=5.0).sum(), z)
     assert g.tolist() == [[0.0, 1.0, -1.0, 0.0]]
 
 
 def test_loss_registry_and_errors():
     assert set(losses.LOSSES) == {"ce", "ce_sign", "logit", "mlogit"}
     assert losses.get("ce_sign").sign and not losses.get("ce").sign
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(AttackInputError, match="loss must be one of .*'hinge'"):
         losses.get("hinge")
-    with pytest.raises(TypeError, match="kappa"):
-        losses.get("ce")(torch.zeros(1, 3), torch.tensor([0]), True, kappa=1.0)
+    with pytest.raises(TypeError, match="confidence"):
+        losses.get("ce")(torch.zeros(1, 3), torch.tensor([0]), True, confidence=1.0)
+    with pytest.raises(TypeError, match="confidence.*'ce' takes no settings"):
+        losses.get("ce", {"confidence": 1.0})
+    with pytest.raises(AttackInputError, match="confidence must be a finite number ≥ 0"):
+        losses.get("mlogit", {"confidence": -1.0})
 
 
 def test_gradient_is_summed_not_averaged_over_the_batch():
@@ -191,7 +194,7 @@ def test_fgsm_closed_forms_on_affine_models():
     close(res.x_adv.flatten(1), flat - eps * w[y].sign())
     # targeted M-logit: x + ε·sign(w_t − w_{c*}), c* the best other class
     other = z.masked_fill(F.one_hot(t, 3).bool(), float("-inf")).argmax(1)
-    res = fgsm(model, x, t, eps=eps, targeted=True, loss="mlogit", kappa=50.0)
+    res = fgsm(model, x, t, eps=eps, targeted=True, loss="mlogit", confidence=50.0)
     close(res.x_adv.flatten(1), flat + eps * (w[t] - w[other]).sign())
     assert res.forwards.tolist() == [1] * 8 and res.backwards.tolist() == [1] * 8
 
@@ -303,8 +306,8 @@ def test_pgd_stays_in_ball_and_box(norm, eps):
     x[:4] = torch.where(x[:4] > 0.5, 1.0, 0.0)  # inputs on the bounds
     y = torch.randint(0, 4, (24,), generator=torch.Generator().manual_seed(2))
     order = {"linf": float("inf"), "l2": 2.0, "l1": 1.0}[norm]
-    for kw in (dict(random_start=True, generator=torch.Generator().manual_seed(0)),
-               dict(l1_step="dense"), dict(ball="rescale"), dict(targeted=True, loss="mlogit", kappa=2.0)):
+    for kw in (dict(random_start=True, seed=0),
+               dict(l1_step="dense"), dict(ball="rescale"), dict(targeted=True, loss="mlogit", confidence=2.0)):
         res = pgd(model, x, y, eps=eps, norm=norm, steps=6, step_size=eps / 2, **kw)
         assert_in_box(res, model)
         assert float((res.x_adv - x).flatten(1).norm(p=order, dim=1).max()) <= eps * (1 + 1e-5)
@@ -325,7 +328,7 @@ def test_bim_closed_form_on_affine_model():
     t = torch.tensor([0, 1, 2, 0, 1])
     res = bim(model, x, t, eps=0.1, step_size=0.03, steps=5, targeted=True, loss="logit")
     close(res.x_adv.flatten(1), x.flatten(1) + 0.1 * w[t].sign())
-    assert res.info["attack"] == "bim" and res.forwards.tolist() == [5] * 5
+    assert res.attack == "bim" and res.forwards.tolist() == [5] * 5
 
 
 # ------------------------------------------------------------------------------------ counts
@@ -347,21 +350,21 @@ def test_pass_counts_are_exact():
     assert res.forwards.tolist() == [1] * 20 and res.backwards.tolist() == [1] * 20
     res = run(pgd, eps=0.1, steps=7)
     assert res.forwards.tolist() == [7] * 20 and res.backwards.tolist() == [7] * 20
-    res = run(pgd, eps=0.15, steps=15, norm="linf", early_stop=True)
+    res = run(pgd, eps=0.15, steps=15, norm="linf", stop_at_success=True)
     stop = res.info["stopped_at"]
     assert (stop >= 0).any() and (stop < 0).any()  # the test exercises both kinds of input
     # a frozen input was visited stop+1 times; one never frozen, every step
     close(res.forwards, torch.where(stop >= 0, stop + 1, torch.full_like(stop, 15)))
     assert bool((res.success[stop >= 0]).all())  # frozen at an adversarial iterate
-    run(pgd, eps=1.0, steps=5, norm="l1", early_stop=True, random_start=True)
+    run(pgd, eps=1.0, steps=5, norm="l1", stop_at_success=True, random_start=True)
 
     tg = (y + 1) % 4
     net.fw = net.bw = 0
-    res = iterative_targeted(model, x, tg, source="mlogit", mode="equal_perturbation", beta=0.5, steps=9)
+    res = iterative_targeted(model, x, tg, loss="mlogit", mode="equal_perturbation", step_l1=0.5, steps=9)
     assert res.forwards.tolist() == [10] * 20 and res.backwards.tolist() == [9] * 20
     assert net.fw == 200 and net.bw == 180
     net.fw = net.bw = 0
-    res = iterative_targeted(model, x, tg, source="ce", mode="equal_perturbation", beta=0.5, steps=30,
+    res = iterative_targeted(model, x, tg, loss="ce", mode="equal_perturbation", step_l1=0.5, steps=30,
                              stop_at_success=True)
     assert int(res.forwards.sum()) == net.fw and int(res.backwards.sum()) == net.bw
     first = res.info["first_success"]
@@ -370,23 +373,23 @@ def test_pass_counts_are_exact():
 
 
 # ------------------------------------------------------------------- document 003's update rule
-@pytest.mark.parametrize("source", ["ce", "ce_sign", "logit", "mlogit"])
+@pytest.mark.parametrize("loss", ["ce", "ce_sign", "logit", "mlogit"])
 @pytest.mark.parametrize("mode", ["equal_multiplier", "equal_perturbation"])
-def test_iterative_targeted_trajectories(source, mode):
+def test_iterative_targeted_trajectories(loss, mode):
     model = mlp(counting=False)
     x = inputs(16, lo=0.0, hi=1.0, dtype=torch.float32)
     with torch.no_grad():
         t = (model(x).argmax(1) + 1) % 4
     steps = 25
-    alpha = 0.02 if source == "ce_sign" else 0.3  # a sign step is far larger than a gradient step
-    res = iterative_targeted(model, x, t, source=source, mode=mode, alpha=alpha, beta=0.5,
-                             steps=steps, kappa=1.0)
+    step_size = 0.02 if loss == "ce_sign" else 0.3  # a sign step is far larger than a gradient step
+    res = iterative_targeted(model, x, t, loss=loss, mode=mode, step_size=step_size, step_l1=0.5,
+                             steps=steps, confidence=1.0)
     assert_in_box(res, model)
     assert_success_rechecked(res, model)
     info, tr = res.info, res.info["trajectory"]
     for k in ("p_target", "z_target", "p_initial", "z_initial", "p_max", "pred"):
         assert tr[k].shape == (steps + 1, 16)
-    for k in ("grad_l2", "step_l1", "alpha", "stalled"):
+    for k in ("grad_l2", "step_l1", "step_size", "stalled"):
         assert tr[k].shape == (steps, 16)
     assert torch.equal(tr["pred"][0], info["initial_class"])
     first = info["first_success"]
@@ -408,28 +411,28 @@ def test_iterative_targeted_trajectories(source, mode):
     if mode == "equal_perturbation":
         close(tr["step_l1"][moving], torch.full_like(tr["step_l1"][moving], 0.5))
     else:
-        assert torch.all(tr["alpha"] == alpha)
-        if source == "ce_sign":  # Σ|α·sign(∇)| = α·(number of non-zero gradient entries) ≤ α·d
+        assert torch.all(tr["step_size"] == step_size)
+        if loss == "ce_sign":  # Σ|α·sign(∇)| = α·(number of non-zero gradient entries) ≤ α·d
             assert float(tr["step_l1"].max()) <= 0.02 * D + 1e-6
     assert torch.equal(info["stalled"], tr["stalled"].any(0))
-    if source != "mlogit":
+    if loss != "mlogit":
         assert not info["stalled"].any()
 
 
-def test_mlogit_stalls_at_kappa_and_does_not_divide_by_zero():
+def test_mlogit_stalls_at_confidence_and_does_not_divide_by_zero():
     model = mlp(counting=False)
     x = inputs(16, lo=0.0, hi=1.0, dtype=torch.float32)
     with torch.no_grad():
         t = (model(x).argmax(1) + 1) % 4
-    res = iterative_targeted(model, x, t, source="mlogit", mode="equal_perturbation", beta=0.5,
-                             steps=40, kappa=0.2)
+    res = iterative_targeted(model, x, t, loss="mlogit", mode="equal_perturbation", step_l1=0.5,
+                             steps=40, confidence=0.2)
     info, tr = res.info, res.info["trajectory"]
     stalled = info["stalled"]
     assert stalled.sum() >= 4
     assert torch.isfinite(res.x_adv).all() and torch.isfinite(tr["step_l1"]).all()
     for i in stalled.nonzero().flatten().tolist():
         n = int(info["stalled_at"][i])
-        assert tr["step_l1"][n, i] == 0 and tr["alpha"][n, i] == 0
+        assert tr["step_l1"][n, i] == 0 and tr["step_size"][n, i] == 0
         # at a stalled step the margin had reached κ, and the target was the prediction
         assert tr["pred"][n, i] == t[i]
         assert 0 <= info["first_success"][i] <= n
@@ -440,7 +443,7 @@ def test_stop_at_success_freezes_and_trajectories_end():
     x = inputs(16, lo=0.0, hi=1.0, dtype=torch.float32)
     with torch.no_grad():
         t = (model(x).argmax(1) + 1) % 4
-    res = iterative_targeted(model, x, t, source="ce_sign", mode="equal_multiplier", alpha=0.02,
+    res = iterative_targeted(model, x, t, loss="ce_sign", mode="equal_multiplier", step_size=0.02,
                              steps=30, stop_at_success=True)
     first, tr = res.info["first_success"], res.info["trajectory"]
     ok = first >= 0
@@ -452,18 +455,44 @@ def test_stop_at_success_freezes_and_trajectories_end():
         assert not torch.isnan(tr["z_target"][n, i]) and torch.isnan(tr["z_target"][n + 1:, i]).all()
 
 
-def test_bad_arguments_are_refused():
-    model = mlp(counting=False)
+def test_bad_arguments_are_refused_before_any_pass():
+    model = mlp()
     x, y = inputs(2, dtype=torch.float32), torch.tensor([0, 1])
-    with pytest.raises(ValueError, match="source"):
-        iterative_targeted(model, x, y, source="hinge")
-    with pytest.raises(ValueError, match="mode"):
-        iterative_targeted(model, x, y, mode="equal")
-    with pytest.raises(ValueError, match="norm"):
-        pgd(model, x, y, eps=0.1, norm="l3")
-    with pytest.raises(AttackInputError):
-        fgsm(model, x + 2, y, eps=0.1)
-    assert fgsm_mod.norm_order("inf") == float("inf")
+    net = model.net
+    net.fw = net.bw = 0
+    bad = [
+        (iterative_targeted, dict(loss="hinge"), "loss"),
+        (iterative_targeted, dict(mode="equal"), "mode"),
+        (iterative_targeted, dict(targeted=False), "targeted only"),
+        (iterative_targeted, dict(step_l1=0.0), "step_l1"),
+        (iterative_targeted, dict(steps=-1), "steps"),
+        (iterative_targeted, dict(confidence=-1.0), "confidence"),
+        (pgd, dict(eps=0.1, norm="l3"), "norm"),
+        (pgd, dict(eps=-0.1), "eps"),
+        (pgd, dict(eps=float("nan")), "eps"),
+        (pgd, dict(eps=torch.tensor([0.1, 0.1, 0.1])), "eps"),
+        (pgd, dict(eps=0.1, steps=-1), "steps"),
+        (pgd, dict(eps=0.1, step_size=0.0), "step_size"),
+        (pgd, dict(eps=0.1, rel_step_size=-1.0), "rel_step_size"),
+        (pgd, dict(eps=0.1, ball="clip"), "ball"),
+        (pgd, dict(eps=0.1, l1_step="topk"), "l1_step"),
+        (pgd, dict(eps=0.1, l1_sparsity=1.0), "l1_sparsity"),
+        (pgd, dict(eps=0.1, seed=-1), "seed"),
+        (pgd, dict(eps=0.1, loss="mlogit", confidence=-1.0), "confidence"),
+        (ifgm, dict(eps=0.1, step_size=torch.tensor([0.1, 0.0])), "step_size"),
+        (bim, dict(eps=-0.1), "eps"),
+        (fgm, dict(eps=-1.0), "eps"),
+        (fgm, dict(eps=1.0, norm="l0"), "norm"),
+        (fgsm, dict(eps=0.1), "bounds"),
+    ]
+    for fn, kw, match in bad:
+        with pytest.raises(AttackInputError, match=match):
+            fn(model, x + 2 if match == "bounds" else x, y, **kw)
+    # a keyword the objective does not take is refused by name
+    for fn in (fgm, fgsm, pgd, ifgm, bim):
+        with pytest.raises(TypeError, match="confidence"):
+            fn(model, x, y, eps=0.1, loss="ce", confidence=1.0)
+    assert net.fw == net.bw == 0, "every check comes before the first model pass"
 
 
 # ----------------------------------------------------------------------------- vs Foolbox 3.3.4
@@ -481,7 +510,7 @@ def test_success_at_least_foolbox_pgd(cw_mnist_batch, norm, eps, steps):
     attack = (fb.attacks.LinfPGD if norm == "linf" else fb.attacks.L2PGD)(
         rel_stepsize=rel, abs_stepsize=None, steps=steps, random_start=False)
     _, clipped, fb_success = attack(fb.PyTorchModel(model, bounds=model.bounds), x, y, epsilons=eps)
-    ours = pgd(model, x, y, eps=eps, norm=norm, steps=steps, rel_stepsize=rel, early_stop=True)
+    ours = pgd(model, x, y, eps=eps, norm=norm, steps=steps, rel_step_size=rel, stop_at_success=True)
     assert_success_rechecked(ours, model)
     assert ours.success_rate >= float(fb_success.float().mean())
     # inputs never frozen took the same steps as Foolbox's PGD: the iterates agree

@@ -1,4 +1,4 @@
-"""reprolib.bench (benchmarks/peers.py): the pass counter, equal results where the algorithms are equal
+"""reprolib.evaluation.peers (benchmarks/peers.py): the pass counter, equal results where the algorithms are equal
 (FGSM and PGD against Foolbox), exact pass counts, and the results file. Needs only Foolbox
 (the test extra); ART and torchattacks are never imported."""
 from __future__ import annotations
@@ -18,8 +18,8 @@ N = 8
 
 @pytest.fixture(scope="module")
 def peers():
-    from reprolib import bench
-    return bench
+    from reprolib.evaluation import peers
+    return peers
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_bad_names_and_settings_raise(peers):
         peers.resolve_pairs(["fgsm", "nope"])
     with pytest.raises(ValueError, match="unknown settings"):
         peers.PAIRS["cw_l2"].settings("mnist", {"max_iter": 5})
-    s = peers.PAIRS["zoo"].settings("mnist", {"max_iterations": 30})
-    assert s["early_stop_iters"] == 3  # ART's fixed rule, derived after the override
+    s = peers.PAIRS["zoo"].settings("mnist", {"steps": 30})
+    assert s["abort_early_every"] == 3  # ART's fixed rule, derived after the override
 
 
 def test_resume_takes_finished_rows_from_the_cache(peers, cw_mnist, sample, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprolib import chapters
+from reprolib.book import runner
 
 pytestmark = pytest.mark.slow
 
@@ -34,47 +34,47 @@ def smoke(tmp_path_factory) -> Path:
     if not os.environ.get("REPROLIB_DATA_MIRROR"):
         pytest.skip("REPROLIB_DATA_MIRROR is not set; the chapters need MNIST and CIFAR-10")
     out = tmp_path_factory.mktemp("smoke-chapters")
-    before = _digest(chapters.EXECUTED_DIR)
-    chapters.run_all("smoke", out=out, cache=False, progress=False)
-    assert _digest(chapters.EXECUTED_DIR) == before, "a smoke run changed book/chapters"
+    before = _digest(runner.EXECUTED_DIR)
+    runner.run_all("smoke", out=out, cache=False, progress=False)
+    assert _digest(runner.EXECUTED_DIR) == before, "a smoke run changed book/chapters"
     return out
 
 
 @pytest.fixture(scope="module")
 def site(smoke, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    return chapters.build(smoke, output=out, expected_profile="smoke", quiet=True)
+    return runner.build(smoke, output=out, expected_profile="smoke", quiet=True)
 
 
 def test_every_chapter_executed_with_provenance(smoke):
-    for name in chapters.chapter_names():
+    for name in runner.chapter_names():
         path = smoke / f"{name}.ipynb"
         assert path.is_file(), f"{name} was not executed"
         nb = json.loads(path.read_text())
         info = nb["metadata"]["reprolib"]
-        assert info["source_sha256"] == chapters.source_hash(name)
+        assert info["source_sha256"] == runner.source_hash(name)
         prov = info["provenance"]
         assert prov["profile"] == "smoke" and prov["wall_seconds"] > 0
         for key in ("reprolib_commit", "torch_version", "device", "hardware"):
             assert prov[key], key
-        assert set(prov["parameters"]) == set(chapters.spec(name).names)
-        top = [c for c in nb["cells"][:2] if chapters.PROVENANCE_TAG in c["metadata"].get("tags", [])]
+        assert set(prov["parameters"]) == set(runner.spec(name).names)
+        top = [c for c in nb["cells"][:2] if runner.PROVENANCE_TAG in c["metadata"].get("tags", [])]
         assert top, f"{name}: no provenance block at the top"
         for cell in nb["cells"]:
             for out in cell.get("outputs", []):
                 assert out["output_type"] != "error", f"{name}: error output"
                 assert out.get("name") != "stderr", f"{name}: stderr output: {out.get('text')}"
-    assert chapters.check(smoke, expected_profile="smoke") == []
+    assert runner.check(smoke, expected_profile="smoke") == []
 
 
 def test_site_has_every_part(site):
-    for name in chapters.chapter_names():
+    for name in runner.chapter_names():
         page = site / "chapters" / f"{name}.html"
         assert page.is_file()
         assert (site / "_sources" / "chapters" / f"{name}.ipynb").is_file(), "no notebook to download"
         assert f"_sources/chapters/{name}.ipynb" in page.read_text(), "no download link"
     # every document has its part: the executed chapter, or the placeholder page until it lands
-    toc = yaml.safe_load((chapters.BOOK_DIR / "_toc.yml").read_text())
+    toc = yaml.safe_load((runner.BOOK_DIR / "_toc.yml").read_text())
     documents = [part for part in toc["parts"] if part["caption"][:3].isdigit()]
     assert [part["caption"][:3] for part in documents] == ["000", "001", "002", "003", "004"]
     for part in documents:
@@ -84,25 +84,25 @@ def test_site_has_every_part(site):
     for author in ("Tabacof", "Balda", "Sharma", "Ozbulak", "Matyasko", "Carlini", "Goodfellow"):
         assert author in bib
     api = "".join(p.read_text() for p in (site / "api").glob("*.html"))
-    for obj in ("reprolib.params.Spec", "reprolib.cache.cached", "reprolib.models.load",
-                "reprolib.plotting.image_grid", "reprolib.attacks.core.AttackResult"):
+    for obj in ("reprolib.book.params.Spec", "reprolib.cache.cached", "reprolib.models.load",
+                "reprolib.book.plotting.image_grid", "reprolib.attacks.core.AttackResult"):
         assert f'id="{obj}"' in api, f"{obj} is not in the API reference"
     assert "Traceback" not in api
 
 
 def _need_browser() -> None:
-    if shutil.which(chapters.BROWSER) or Path(chapters.BROWSER).is_file():
+    if shutil.which(runner.BROWSER) or Path(runner.BROWSER).is_file():
         return
     if os.environ.get("CI") or os.environ.get("REPROLIB_REQUIRE_DATA"):
-        pytest.fail(f"{chapters.BROWSER} is missing; `apt-get install -y chromium` (make setup does)")
-    pytest.skip(f"{chapters.BROWSER} is missing; `apt-get install -y chromium` to run the browser test")
+        pytest.fail(f"{runner.BROWSER} is missing; `apt-get install -y chromium` (make setup does)")
+    pytest.skip(f"{runner.BROWSER} is missing; `apt-get install -y chromium` to run the browser test")
 
 
 def test_every_page_renders_in_chromium(site, smoke):
     _need_browser()
-    pages = [p for p in chapters.site_pages(site) if not p.startswith("api/")]  # api/*: `browse` CLI
-    assert {f"chapters/{n}" for n in chapters.chapter_names()} <= set(pages)
-    report = chapters.browser_check(site, pages=pages, screenshots=SCREENSHOTS, chapters_dir=smoke)
+    pages = [p for p in runner.site_pages(site) if not p.startswith("api/")]  # api/*: `browse` CLI
+    assert {f"chapters/{n}" for n in runner.chapter_names()} <= set(pages)
+    report = runner.browser_check(site, pages=pages, screenshots=SCREENSHOTS, chapters_dir=smoke)
     bad = {page: problems for page, problems in report.items() if problems}
     assert not bad, bad
     for page in pages:

@@ -20,8 +20,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from reprolib import cache, chapters, plotting, provenance  # noqa: E402
-from reprolib.params import PROFILES, Param, ParameterError, Spec, device_param, seed_param  # noqa: E402
+from reprolib import cache  # noqa: E402
+from reprolib.book import plotting, provenance, runner  # noqa: E402
+from reprolib.book.params import PROFILES, Param, ParameterError, Spec, device_param, seed_param  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -221,7 +222,7 @@ def test_provenance_records_the_run():
     if (ROOT / ".git").exists():
         assert info["reprolib_commit"][:7].isalnum()
     json.dumps(info)
-    text = provenance.markdown({**info, "overrides": ["n_images"]}, rerun="python -m reprolib.chapters run x")
+    text = provenance.markdown({**info, "overrides": ["n_images"]}, rerun="python -m reprolib.book.runner run x")
     assert "`n_images=3` (set)" in text and "smoke" in text and torch.__version__ in text
 
 
@@ -255,22 +256,22 @@ def test_figures():
 # ----------------------------------------------------------------------------- chapters
 
 def test_parse_value():
-    assert chapters.parse_value("512") == 512
-    assert chapters.parse_value("0.5") == 0.5
-    assert chapters.parse_value("[0.1, 0.3]") == [0.1, 0.3]
-    assert chapters.parse_value("True") is True
-    assert chapters.parse_value("cpu") == "cpu"
-    assert chapters.parse_value("cuda:0") == "cuda:0"
+    assert runner.parse_value("512") == 512
+    assert runner.parse_value("0.5") == 0.5
+    assert runner.parse_value("[0.1, 0.3]") == [0.1, 0.3]
+    assert runner.parse_value("True") is True
+    assert runner.parse_value("cpu") == "cpu"
+    assert runner.parse_value("cuda:0") == "cuda:0"
 
 
 def test_every_chapter_declares_its_parameters():
-    names = chapters.chapter_names()
+    names = runner.chapter_names()
     assert names[0] == "intro"
     for name in names:
-        nb = chapters.load_source(name)
-        params = chapters.validate(name, "smoke", {}, nb=nb)
+        nb = runner.load_source(name)
+        params = runner.validate(name, "smoke", {}, nb=nb)
         assert params.profile == "smoke"
-        assert chapters.parameter_names(nb)[0] == "profile"
+        assert runner.parameter_names(nb)[0] == "profile"
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert "parameters" in first_code.metadata.get("tags", []), f"{name}: first code cell is not `parameters`"
         for stmt in ast.parse(first_code.source).body:  # plain assignments papermill can override
@@ -286,8 +287,8 @@ def test_chapters_import_reprolib_and_copy_none_of_it():
         tree = ast.parse(mod.read_text())
         public |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
                    and not n.name.startswith("_")}
-    for name in chapters.chapter_names():
-        source = chapters.source_path(name).read_text()
+    for name in runner.chapter_names():
+        source = runner.source_path(name).read_text()
         assert "import reprolib" in source or "from reprolib" in source, name
         defined = {n.name for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
         assert not defined & public, f"{name} redefines reprolib's {sorted(defined & public)}"
@@ -295,24 +296,24 @@ def test_chapters_import_reprolib_and_copy_none_of_it():
 
 def test_cli_rejects_unknown_and_invalid_parameters_before_writing(tmp_path, capsys):
     out = tmp_path / "out"
-    code = chapters.main(["run", "intro", "--profile", "smoke", "-p", "n_imgs", "5", "--out", str(out)])
+    code = runner.main(["run", "intro", "--profile", "smoke", "-p", "n_imgs", "5", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "Unknown parameter 'n_imgs'" in err
-    for name in chapters.spec("intro").names:
+    for name in runner.spec("intro").names:
         assert name in err
-    code = chapters.main(["run", "intro", "--profile", "smoke", "-p", "n_images", "-4",
+    code = runner.main(["run", "intro", "--profile", "smoke", "-p", "n_images", "-4",
                           "-p", "eps_grid", "0.1", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "'n_images'" in err and "'eps_grid'" in err and "Valid parameters" in err
-    code = chapters.main(["run", "intro", "--profile", "quick", "--out", str(out)])
+    code = runner.main(["run", "intro", "--profile", "quick", "--out", str(out)])
     assert code == 2 and "is not a profile" in capsys.readouterr().err
-    code = chapters.main(["run", "no_such_chapter", "--out", str(out)])
+    code = runner.main(["run", "no_such_chapter", "--out", str(out)])
     assert code == 1 and "intro" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_entry_point_reports_the_same_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "reprolib.chapters", "run", "intro", "--profile", "smoke",
+    proc = subprocess.run([sys.executable, "-m", "reprolib.book.runner", "run", "intro", "--profile", "smoke",
                            "-p", "bogus", "1", "--out", str(tmp_path / "o")], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "Unknown parameter 'bogus'" in proc.stderr
@@ -330,23 +331,23 @@ def fake_executed(path: Path, name: str, sha: str, profile: str = "cpu", overrid
 
 
 def test_check_names_stale_missing_and_wrong_profile_chapters(tmp_path):
-    sha = chapters.source_hash("intro")
-    assert sha == hashlib.sha256(chapters.source_path("intro").read_bytes()).hexdigest()
-    assert chapters.check(tmp_path, names=["intro"])[0].startswith("intro: no executed copy")
+    sha = runner.source_hash("intro")
+    assert sha == hashlib.sha256(runner.source_path("intro").read_bytes()).hexdigest()
+    assert runner.check(tmp_path, names=["intro"])[0].startswith("intro: no executed copy")
     fake_executed(tmp_path / "intro.ipynb", "intro", sha)
-    assert chapters.check(tmp_path, names=["intro"]) == []
+    assert runner.check(tmp_path, names=["intro"]) == []
     fake_executed(tmp_path / "intro.ipynb", "intro", "0" * 64, overrides={"n_images": 64})
-    (problem,) = chapters.check(tmp_path, names=["intro"])
+    (problem,) = runner.check(tmp_path, names=["intro"])
     assert "changed after" in problem and "stale" in problem
     assert "make chapter NAME=intro PROFILE=cpu ARGS='-p n_images 64'" in problem
-    assert "python -m reprolib.chapters run intro --profile cpu -p n_images 64" in problem
+    assert "python -m reprolib.book.runner run intro --profile cpu -p n_images 64" in problem
     fake_executed(tmp_path / "intro.ipynb", "intro", sha, profile="smoke")
-    (problem,) = chapters.check(tmp_path, names=["intro"])
+    (problem,) = runner.check(tmp_path, names=["intro"])
     assert "profile 'smoke'" in problem
-    assert chapters.check(tmp_path, names=["intro"], expected_profile=None) == []
-    with pytest.raises(chapters.ChapterError, match="stale"):
+    assert runner.check(tmp_path, names=["intro"], expected_profile=None) == []
+    with pytest.raises(runner.ChapterError, match="stale"):
         fake_executed(tmp_path / "intro.ipynb", "intro", "1" * 64)
-        chapters.build(tmp_path, output=tmp_path / "site")
+        runner.build(tmp_path, output=tmp_path / "site")
 
 
 def test_provenance_cell_goes_under_the_title():
@@ -354,15 +355,15 @@ def test_provenance_cell_goes_under_the_title():
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title\ntext"),
                                          nbformat.v4.new_code_cell("x = 1")])
-    chapters._insert_provenance(nb, "PROV")
-    assert nb.cells[1].source == "PROV" and chapters.PROVENANCE_TAG in nb.cells[1].metadata.tags
-    chapters._insert_provenance(nb, "PROV2")  # replaced, not duplicated
+    runner._insert_provenance(nb, "PROV")
+    assert nb.cells[1].source == "PROV" and runner.PROVENANCE_TAG in nb.cells[1].metadata.tags
+    runner._insert_provenance(nb, "PROV2")  # replaced, not duplicated
     assert [c.source for c in nb.cells].count("PROV2") == 1 and len(nb.cells) == 3
 
 
 def test_smoke_runs_never_default_to_the_book():
-    assert chapters.default_out("smoke") != chapters.EXECUTED_DIR
-    assert chapters.default_out("cpu") == chapters.EXECUTED_DIR
+    assert runner.default_out("smoke") != runner.EXECUTED_DIR
+    assert runner.default_out("cpu") == runner.EXECUTED_DIR
 
 
 def test_api_pages_cover_every_module():

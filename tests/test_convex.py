@@ -9,10 +9,13 @@ import torch
 from torch import nn
 
 from _gn_helpers import DIM, SHAPE, CountingNet, affine, close, exact_distances, inputs, mlp
-from reprolib.attacks.convex import alg1, alg2, gnii_step, gnii_value, min_norm_step, random_sign
-from reprolib.attacks.min_norm_iteration import min_norm_iteration
-from reprolib.attacks.core import AttackInputError, Counter, recheck
-from reprolib.attacks.jacobian import dual_exponent, dual_norm, jacobian, norm, other_classes
+from reprolib.attacks import AttackInputError, Counter
+from reprolib.attacks.convex import alg1, alg2, random_sign
+from reprolib.attacks.core import recheck
+from reprolib.attacks.gn_iteration import min_norm_iteration
+from reprolib.attacks.ops.jacobian import jacobian, other_classes
+from reprolib.attacks.ops.linearized import gnii_step, gnii_value, min_norm_step
+from reprolib.attacks.ops.norms import dual_exponent, dual_norm, lp_norm
 from reprolib.attacks.regression import l1_attack, l2_attack
 
 PS = [1.0, 2.0, math.inf, 3.0]
@@ -28,7 +31,7 @@ def _random_in_ball(n, d, p, radius, gen):
     v = torch.randn(n, d, generator=gen, dtype=torch.float64)
     v = v * torch.rand(n, d, generator=gen, dtype=torch.float64).pow(3)  # also sparse-ish ones
     u = torch.rand(n, 1, generator=gen, dtype=torch.float64)
-    return v / norm(v, p)[:, None] * radius * u
+    return v / lp_norm(v, p)[:, None] * radius * u
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -37,7 +40,7 @@ def test_gnii_closed_form_norm_value_and_optimality(p):
     g = _grads()
     eps, L = 0.3, torch.linspace(-1, 2, len(g), dtype=torch.float64)
     eta = gnii_step(g, eps, p)
-    close(norm(eta, p), torch.full((len(g),), eps, dtype=torch.float64))
+    close(lp_norm(eta, p), torch.full((len(g),), eps, dtype=torch.float64))
     value = L + (eta * g).sum(1)
     close(value, L - eps * dual_norm(g, p))
     close(value, gnii_value(L, g, eps, p))
@@ -58,12 +61,13 @@ def test_gnii_special_cases_and_shapes():
     close(e1.gather(1, i[:, None]).squeeze(1), -0.1 * g.flatten(1).gather(1, i[:, None]).squeeze(1).sign())
     # per-input radii, and a zero gradient gives a zero step (no NaN)
     eps = torch.tensor([0.0, 0.1, 0.2, 0.3], dtype=torch.float64)
-    close(norm(gnii_step(g, eps, 2), 2), eps)
+    close(lp_norm(gnii_step(g, eps, 2), 2), eps)
     for p in PS:
         assert torch.equal(gnii_step(torch.zeros(2, 5), 0.1, p), torch.zeros(2, 5))
     assert dual_exponent(1) == math.inf and dual_exponent(math.inf) == 1 and dual_exponent(2) == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(AttackInputError, match="norm"):
         gnii_step(g, 0.1, 0.5)
+    close(gnii_step(g, 0.1, "linf"), gnii_step(g, 0.1, math.inf))
 
 
 @pytest.mark.parametrize("p", PS)
@@ -79,7 +83,7 @@ def test_proposition_1_no_smaller_eta_flips_the_linearised_margin(p):
     assert bool((L[:, None] + (cand * g[:, None]).sum(2) > 0).all())
     # and the minimum-norm step (eq. 8) reaches the bound exactly, landing on the boundary
     eta = min_norm_step(L, g, p)
-    close(norm(eta, p), bound)
+    close(lp_norm(eta, p), bound)
     close(L + (eta * g).sum(1), torch.zeros_like(L), atol=1e-12, rtol=0)
     # L ≤ 0 needs no step; L > 0 with g = 0 is infeasible (NaN, never a fake solution)
     assert torch.equal(min_norm_step(-L, g, p), torch.zeros_like(g))
@@ -98,7 +102,7 @@ def test_min_norm_step_is_the_exact_distance_on_affine_models(p, K):
     L = f.gather(1, k[:, None]).squeeze(1) - f.gather(1, j[:, None]).squeeze(1)
     g = (W[k] - W[j]).reshape(len(x), *SHAPE)
     eta = min_norm_step(L, g, p)
-    close(norm(eta, p), d, rtol=1e-12, atol=0)
+    close(lp_norm(eta, p), d, rtol=1e-12, atol=0)
     with torch.no_grad():
         f2 = model(x + eta)
     margin = f2.gather(1, k[:, None]).squeeze(1) - f2.gather(1, j[:, None]).squeeze(1)
@@ -125,9 +129,9 @@ def test_alg1_class_rule_is_the_exact_gnii_optimum_for_min_of_affine(p):
             out = model(res.x_raw)
         return (out.gather(1, k[:, None]) - out).scatter(1, k[:, None], math.inf).min(1).values
 
-    res = alg1(model, x, k, eps=eps, p=p)
+    res = alg1(model, x, k, eps=eps, norm=p)
     close(margin(res), best, rtol=0, atol=1e-10)
-    naive = alg1(model, x, k, eps=eps, p=p, class_rule="runner_up")
+    naive = alg1(model, x, k, eps=eps, norm=p, class_rule="runner_up")
     assert bool((margin(naive) >= best - 1e-10).all())
     assert bool((margin(naive) > best + 1e-6).any()), "the naive rule should be worse on some inputs"
     assert torch.equal(res.success_raw, margin(res) < 0)
@@ -141,7 +145,7 @@ def test_alg1_n_budget_no_early_stop_counts_and_clipping():
         y = model(x).argmax(1)
     eps, n = 0.08, 5
     net.reset()
-    res = alg1(model, x, y, eps=eps, n_steps=n)
+    res = alg1(model, x, y, eps=eps, steps=n)
     assert float((res.x_raw - x).abs().amax()) <= eps + 1e-12
     assert torch.equal(res.forwards, torch.full((20,), n))
     assert torch.equal(res.backwards, torch.full((20,), n * 4))
@@ -152,8 +156,8 @@ def test_alg1_n_budget_no_early_stop_counts_and_clipping():
     assert float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
     assert torch.equal(res.success, recheck(model, res.x_adv, y, False))
     assert torch.equal(res.success_raw, recheck(model, res.x_raw, y, False))
-    close(res.info["norms_raw"]["linf"], (res.x_raw - x).flatten(1).abs().amax(1))
-    clipped = alg1(model, x, y, eps=eps, n_steps=n, clip=True)
+    close(res.norms_raw["linf"], (res.x_raw - x).flatten(1).abs().amax(1))
+    clipped = alg1(model, x, y, eps=eps, steps=n, clip=True)
     assert torch.equal(clipped.x_raw, clipped.x_adv)
     assert float((clipped.x_raw - x).abs().amax()) <= eps + 1e-12
 
@@ -166,7 +170,7 @@ def test_alg1_n_equals_one_step_alg1_on_affine_when_n_is_1_and_iterates_otherwis
     one = alg1(model, x, y, eps=0.04)
     g = (W[y] - W[one.info["chosen"][:, 0]]).reshape(len(x), *SHAPE)
     close(one.x_raw - x, -0.04 * g.sign())
-    ten = alg1(model, x, y, eps=0.04, n_steps=10)
+    ten = alg1(model, x, y, eps=0.04, steps=10)
     assert float((ten.x_raw - x).abs().amax()) <= 0.04 + 1e-12
     # on an affine model each step solves the same problem: Alg1-n is at least as strong
     with torch.no_grad():
@@ -221,6 +225,32 @@ def test_random_sign_is_seeded_pm_eps_and_free():
         random_sign(model, x, y, eps=-1.0)
 
 
+def test_bad_settings_are_refused_before_any_pass():
+    model = mlp(5, counting=True)
+    x = inputs(4)
+    y = torch.zeros(4, dtype=torch.long)
+    model.net.reset()
+    for fn, kw, match in [
+        (alg1, dict(eps=-0.1), "eps"), (alg1, dict(eps=math.inf), "eps"), (alg1, dict(eps=0.1, steps=0), "steps"),
+        (alg1, dict(eps=0.1, norm=0.5), "norm"), (alg1, dict(eps=0.1, class_rule="best"), "class_rule"),
+        (alg1, dict(eps=0.1, proxy="probs"), "proxy"), (alg1, dict(eps=0.1, targeted=True, proxy="probs"), "proxy"),
+        (alg2, dict(eps=0.1, targeted=True), "untargeted"), (alg2, dict(eps=0.1, norm="l0"), "norm"),
+        (alg2, dict(eps=0.1, proxy="probs"), "proxy"),
+        (random_sign, dict(eps=0.1, seed=-1), "seed"), (random_sign, dict(eps=0.1, targeted=True), "untargeted"),
+        (min_norm_iteration, dict(steps=-1), "steps"), (min_norm_iteration, dict(overshoot=-1.0), "overshoot"),
+        (min_norm_iteration, dict(norm="l0"), "norm"), (min_norm_iteration, dict(targeted=True), "untargeted"),
+    ]:
+        with pytest.raises(AttackInputError, match=match):
+            fn(model, x, y, **kw)
+    assert (model.net.forward_rows, model.net.backward_calls) == (0, 0)
+    net = _regressor("linear")
+    for fn, kw, match in [(l2_attack, dict(eps=0.1, steps=0), "steps"), (l2_attack, dict(eps=0.1, tol=-1.0), "tol"),
+                          (l2_attack, dict(eps=0.1, seed=-1), "seed"), (l2_attack, dict(eps=-0.1), "eps"),
+                          (l1_attack, dict(eps=math.nan), "eps")]:
+        with pytest.raises(AttackInputError, match=match):
+            fn(net, x, **kw)
+
+
 def test_jacobian_helper_counts_and_matches_autograd():
     model = mlp(5, counting=True)
     x = inputs(3)
@@ -255,8 +285,8 @@ def test_regression_l2_power_iteration_matches_svd(kind):
     net = _regressor(kind)
     counting = CountingNet(net)
     x = inputs(5)
-    iters = 100
-    res = l2_attack(counting, x, eps=0.01, iters=iters)
+    steps = 100
+    res = l2_attack(counting, x, eps=0.01, steps=steps)
     J = _full_jacobians(net, x)
     sv = torch.linalg.svdvals(J)[:, 0]
     close(res.operator_norm, sv, rtol=1e-6, atol=0)
@@ -266,8 +296,8 @@ def test_regression_l2_power_iteration_matches_svd(kind):
     V = torch.linalg.svd(J).Vh[:, 0]
     cos = (res.info["v"].flatten(1) * V).sum(1).abs()
     assert bool((cos > 1 - 1e-6).all())
-    assert torch.equal(res.forwards, torch.full((5,), iters + 2))
-    assert torch.equal(res.backwards, torch.full((5,), iters + 1))
+    assert torch.equal(res.forwards, torch.full((5,), steps + 2))
+    assert torch.equal(res.backwards, torch.full((5,), steps + 1))
     assert counting.forward_rows == 5  # one real forward pass: the rest run on its graph
     # first order ≈ actual for small ε; beats random directions of the same norm
     close(res.gain_raw, res.gain_first_order, rtol=2e-2, atol=0)
@@ -307,11 +337,11 @@ def test_min_norm_iteration_steps_onto_the_linear_boundary():
     y = model(x).argmax(1)
     for p in (math.inf, 2.0, 1.0):
         model.net.reset() if hasattr(model.net, "reset") else None
-        r = min_norm_iteration(model, x, y, p=p, clip=False)
+        r = min_norm_iteration(model, x, y, norm=p, clip=False)
         dist, _ = exact_distances(W, b, x, y, p)
         key = {math.inf: "linf", 2.0: "l2", 1.0: "l1"}[p]
         assert r.success_raw.all() and (r.info["iterations"] == 1).all()
-        close(norm(r.x_raw - r.x, p), 1.02 * dist, rtol=1e-9)
+        close(lp_norm(r.x_raw - r.x, p), 1.02 * dist, rtol=1e-9)
         assert r.forwards.tolist() == [2] * 5 and r.backwards.tolist() == [1] * 5
 
 
@@ -319,9 +349,10 @@ def test_min_norm_iteration_stays_in_the_box_and_stops_at_the_cap():
     model = mlp(5, seed=2)
     x = inputs(8, lo=0.0, hi=1.0)
     y = model(x).argmax(1)
-    r = min_norm_iteration(model, x, y, p=math.inf, steps=50)
+    r = min_norm_iteration(model, x, y, norm="linf", steps=50)
     assert r.success.all() and (r.x_adv == r.x_raw).all()
     assert float(r.x_raw.min()) >= 0 and float(r.x_raw.max()) <= 1
-    assert (r.forwards == r.info["iterations"] + 1).all() and (r.backwards == r.info["iterations"]).all()
+    it = r.info["iterations"]  # a backward round more for an input that stops while others go on
+    assert (r.forwards == it + 1).all() and ((r.backwards >= it) & (r.backwards <= it + 1)).all()
     r0 = min_norm_iteration(model, x, y, steps=0)
     assert not r0.success.any() and (r0.x_raw == x).all() and (r0.backwards == 0).all()

@@ -11,6 +11,7 @@ import itertools
 import pytest
 import torch
 
+from reprolib.attacks import AttackInputError
 from reprolib.attacks.cw import cw_l2
 
 from _checks import affine, check_result
@@ -84,7 +85,7 @@ def untargeted_case(seed: int = 2, n: int = 4):
     return W, b, torch.stack(xs), torch.tensor(ys), torch.tensor(ds, dtype=torch.float64)
 
 
-BUDGET = dict(binary_search_steps=6, max_iterations=200, initial_const=1e-2)
+BUDGET = dict(binary_search_steps=6, steps=200, initial_const=1e-2)
 
 
 @pytest.mark.parametrize("shift", [0.0, -100.0], ids=["logits", "all-negative-logits"])
@@ -122,7 +123,7 @@ def test_per_input_search_keeps_its_own_const():
     xs = torch.stack([near, x[0]])
     ts = t.repeat(2)
     model = affine(W, b)
-    kw = dict(binary_search_steps=4, max_iterations=100, initial_const=1e-3)
+    kw = dict(binary_search_steps=4, steps=100, initial_const=1e-3)
     r = cw_l2(model, xs, ts, targeted=True, **kw)
     check_result(model, r)
     assert r.success.all()
@@ -139,7 +140,7 @@ def test_per_input_search_keeps_its_own_const():
 def test_pass_counts_are_exact(abort_early):
     W, b, x, t, _ = targeted_case()
     model = affine(W, b, counting=True)
-    r = cw_l2(model, x, t, targeted=True, binary_search_steps=3, max_iterations=60,
+    r = cw_l2(model, x, t, targeted=True, binary_search_steps=3, steps=60,
               initial_const=1e-2, abort_early=abort_early)
     check_result(model, r)
     net = model.net
@@ -153,15 +154,43 @@ def test_pass_counts_are_exact(abort_early):
         assert bool((r.forwards == 3 * 60).all())
 
 
+def test_initial_const_per_input_equals_separate_runs():
+    """A tensor of constants gives each input its own first c: the same as running each input
+    with its constant alone."""
+    W, b, x, t, _ = targeted_case(n=2)
+    model = affine(W, b)
+    consts = torch.tensor([1e-3, 1.0])
+    kw = dict(targeted=True, binary_search_steps=2, steps=40)
+    r = cw_l2(model, x, t, initial_const=consts, **kw)
+    assert r.params["initial_const"] is consts and r.attack == "cw_l2"
+    for i in range(2):
+        alone = cw_l2(model, x[i:i + 1], t[i:i + 1], initial_const=float(consts[i]), **kw)
+        torch.testing.assert_close(alone.x_adv[0], r.x_adv[i], rtol=0, atol=1e-12)
+        assert alone.forwards[0] == r.forwards[i]
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("steps", 0), ("binary_search_steps", 0), ("step_size", 0.0), ("confidence", -1.0),
+    ("initial_const", 0.0), ("initial_const", torch.tensor([1.0, -1.0, 1.0, 1.0])),
+    ("initial_const", torch.ones(3)), ("initial_const", float("nan")),
+])
+def test_bad_settings_are_refused_before_any_pass(setting, value):
+    W, b, x, t, _ = targeted_case()
+    model = affine(W, b, counting=True)
+    with pytest.raises(AttackInputError, match=setting):
+        cw_l2(model, x, t, targeted=True, **{setting: value})
+    assert model.net.forward_rows == 0
+
+
 # --- the trained C&W MNIST network --------------------------------------------------------
 
-#: ZOO's Table 1 (card 002 §3.1): white-box C&W, untargeted, MNIST, mean L2 1.48066 over 200
-#: images (9 × 1000 iterations, c0 = 0.01, lr 0.01); the card allows ±25 % for a re-trained model.
+#: Document 002, Table 1 (ZOO's white-box baseline): C&W, untargeted, MNIST, mean L2 1.48066 over
+#: 200 images (9 × 1000 iterations, c0 = 0.01, step size 0.01); ±25 % allowed for a re-trained model.
 LITERATURE_L2 = 1.48066
 #: The reduced budget: 5 × 100 iterations. With so few steps the step size is raised to 0.05:
-#: at lr 0.01 the saturated background pixels (w ≈ ±7.25 after the tanh change of variables)
+#: at 0.01 the saturated background pixels (w ≈ ±7.25 after the tanh change of variables)
 #: cannot move within 200 iterations, and one of the first 16 images then stays unbroken.
-REDUCED = dict(binary_search_steps=5, max_iterations=100, learning_rate=0.05, initial_const=0.1,
+REDUCED = dict(binary_search_steps=5, steps=100, step_size=0.05, initial_const=0.1,
                confidence=0.0)
 N_IMAGES = 16  # the first 16 correctly classified test images (32 would double the file's time)
 
@@ -191,8 +220,8 @@ def test_cw_mnist_at_least_as_good_as_foolbox(mnist_run):
     model, x, y, r = mnist_run
     fmodel = fb.PyTorchModel(model, bounds=model.bounds)
     attack = fb.attacks.L2CarliniWagnerAttack(
-        binary_search_steps=REDUCED["binary_search_steps"], steps=REDUCED["max_iterations"],
-        stepsize=REDUCED["learning_rate"], confidence=REDUCED["confidence"],
+        binary_search_steps=REDUCED["binary_search_steps"], steps=REDUCED["steps"],
+        stepsize=REDUCED["step_size"], confidence=REDUCED["confidence"],
         initial_const=REDUCED["initial_const"], abort_early=True)
     _, clipped, success = attack(fmodel, x, y, epsilons=None)
     theirs = torch.where(success, (clipped - x).flatten(1).norm(dim=1), torch.tensor(float("inf")))
@@ -209,10 +238,10 @@ def test_without_abort_early_takes_foolboxs_steps(mnist_run):
     fb = pytest.importorskip("foolbox")
     model, x, y, _ = mnist_run
     x, y = x[:8], y[:8]
-    budget = dict(binary_search_steps=1, max_iterations=30, learning_rate=0.05, initial_const=1.0)
+    budget = dict(binary_search_steps=1, steps=30, step_size=0.05, initial_const=1.0)
     r = cw_l2(model, x, y, abort_early=False, **budget)
     attack = fb.attacks.L2CarliniWagnerAttack(
-        binary_search_steps=1, steps=budget["max_iterations"], stepsize=budget["learning_rate"],
+        binary_search_steps=1, steps=budget["steps"], stepsize=budget["step_size"],
         initial_const=budget["initial_const"], confidence=0.0, abort_early=False)
     _, clipped, _ = attack(fb.PyTorchModel(model, bounds=model.bounds), x, y, epsilons=None)
     found = r.success.cpu()

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from _gn_helpers import affine, close, exact_distances, inputs, mlp
-from reprolib.attacks.core import AttackInputError, recheck
-from reprolib.attacks.deepfool import deepfool
+from reprolib.attacks import AttackInputError
+from reprolib.attacks.core import recheck
+from reprolib.attacks.deepfool_lp import deepfool
 
 
 @pytest.mark.parametrize("p", [2.0, math.inf])
@@ -20,7 +21,7 @@ def test_reaches_the_closed_form_minimal_distance_on_affine_models(p, K):
     with torch.no_grad():
         y = model(x).argmax(1)
     d, _ = exact_distances(W, b, x, y, p)
-    res = deepfool(model, x, y, p=p, overshoot=0.002, overshoot_mode="per_step")
+    res = deepfool(model, x, y, norm=p, overshoot=0.002, overshoot_mode="per_step")
     assert torch.equal(res.x_raw, res.x_adv), "the test inputs must stay away from the bounds"
     assert bool(res.success.all())
     ratio = res.info["norm"] / d
@@ -36,8 +37,8 @@ def test_overshoot_conventions(p):
     with torch.no_grad():
         y = model(x).argmax(1)
     d, _ = exact_distances(W, b, x, y, p)
-    per_step = deepfool(model, x, y, p=p, overshoot=0.02, overshoot_mode="per_step")
-    total = deepfool(model, x, y, p=p, overshoot=0.02, overshoot_mode="total")
+    per_step = deepfool(model, x, y, norm=p, overshoot=0.02, overshoot_mode="per_step")
+    total = deepfool(model, x, y, norm=p, overshoot=0.02, overshoot_mode="total")
     # document 001: (1 + o)·r on every step, no stabiliser; LTS4/Foolbox: (1 + o)·Σ (r + 1e-4)
     close(per_step.info["norm"], 1.02 * d, rtol=1e-9)
     close(total.info["norm"], 1.02 * (d + 1e-4), rtol=1e-9)
@@ -55,13 +56,15 @@ def test_per_input_stop_counts_bounds_and_recheck():
     y[:4] = (pred[:4] + 1) % 5                  # four inputs already "misclassified"
     for p in (2.0, math.inf):
         net.reset()
-        res = deepfool(model, x, y, p=p, candidates=4)
+        res = deepfool(model, x, y, norm=p, candidates=4)
         it = res.info["iterations"]
         assert torch.equal(it[:4], torch.zeros(4, dtype=torch.long))
         assert float((res.x_adv[:4] - x[:4]).abs().max()) == 0
         stopped = res.info["fooled_in_loop"]
         assert torch.equal(res.forwards, it + stopped.long())
-        assert torch.equal(res.backwards, 3 * it)          # candidates − 1 per iteration
+        # candidates − 1 per iteration, plus one round for an input that stops while others go on:
+        # autograd back-propagates through every row of the forward batch
+        assert ((res.backwards >= 3 * it) & (res.backwards <= 3 * (it + stopped.long()))).all()
         assert net.forward_rows == int(res.forwards.sum())
         assert net.backward_rows == int(res.backwards.sum())
         assert float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
@@ -76,14 +79,34 @@ def test_iteration_cap_and_no_clip_option():
     x = inputs(10, lo=0.0, hi=1.0)
     with torch.no_grad():
         y = model(x).argmax(1)
-    capped = deepfool(model, x, y, p=math.inf, steps=1, overshoot=0.0, overshoot_mode="per_step")
+    capped = deepfool(model, x, y, norm=math.inf, steps=1, overshoot=0.0, overshoot_mode="per_step")
     assert int(capped.info["iterations"].max()) <= 1
-    raw = deepfool(model, x, y, p=2.0, clip=False, overshoot_mode="per_step")
+    raw = deepfool(model, x, y, norm=2.0, clip=False, overshoot_mode="per_step")
     assert bool(raw.success_raw.all())
     assert torch.equal(raw.success, recheck(model, raw.x_adv, y, False))
     assert float(raw.x_adv.min()) >= 0 and float(raw.x_adv.max()) <= 1
     with pytest.raises(AttackInputError):
         deepfool(model, x, y, targeted=True)
+
+
+def test_norm_names_numbers_and_bad_settings():
+    model = mlp(5, counting=True)
+    x = inputs(6)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    by_name = deepfool(model, x, y, norm="linf", overshoot_mode="per_step")
+    by_number = deepfool(model, x, y, norm=math.inf, overshoot_mode="per_step")
+    assert torch.equal(by_name.x_adv, by_number.x_adv) and by_name.params["norm"] == "linf"
+    p3 = deepfool(model, x, y, norm=3)
+    assert bool(p3.success.all())
+    close(p3.info["norm"], (p3.x_adv - x).flatten(1).norm(p=3, dim=1))
+    model.net.reset()
+    for kw, match in [(dict(norm=0.5), "norm"), (dict(steps=-1), "steps"), (dict(overshoot=-0.1), "overshoot"),
+                      (dict(candidates=1), "candidates"), (dict(stabiliser=-1.0), "stabiliser"),
+                      (dict(proxy="probs"), "proxy"), (dict(targeted=True), "untargeted")]:
+        with pytest.raises(AttackInputError, match=match):
+            deepfool(model, x, y, **kw)
+    assert model.net.forward_rows == 0
 
 
 # ----------------------------------------------------------------------------- vs Foolbox 3.3.4
@@ -108,6 +131,6 @@ def test_matches_foolbox_deepfool(cw_mnist_batch, p):
     _, clipped, _ = attack(fb.PyTorchModel(model, bounds=model.bounds), x, y, epsilons=None)
     theirs_ok = recheck(model, clipped, y, False)
     theirs_norm = (clipped - x).flatten(1).norm(p=p, dim=1)
-    ours = deepfool(model, x, y, p=p, steps=50, candidates=10, overshoot=0.02, overshoot_mode="total")
+    ours = deepfool(model, x, y, norm=p, steps=50, candidates=10, overshoot=0.02, overshoot_mode="total")
     assert ours.success_rate >= float(theirs_ok.float().mean())
     assert float(ours.info["norm"][ours.success].median()) <= 1.01 * float(theirs_norm[theirs_ok].median())

@@ -1,6 +1,7 @@
-"""Tests of the elastic-net attack (reprolib.attacks.ead): closed forms on affine models, the
-shrinkage operator, ISTA vs FISTA, pass counts, bounds and success, the two decision rules,
-the COV baseline, and a cross-check against Foolbox 3.3.4's EADAttack on the trained C&W net."""
+"""Tests of the elastic-net attack (reprolib.attacks.elastic_net): closed forms on affine models, the
+loss, ISTA vs FISTA, pass counts, bounds and success, the two decision rules, the COV baseline,
+the settings' checks, and a cross-check against Foolbox 3.3.4's EADAttack on the trained C&W net.
+(The shrinkage operator is tested with the other proximal operators, in test_prox.py.)"""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ import torch
 from torch import nn
 
 from reprolib.attacks.core import AttackInputError, recheck
-from reprolib.attacks.ead import ead, is_success, margin_loss, shrinkage_threshold
+from reprolib.attacks.elastic_net import ead
+from reprolib.attacks.ops.losses import cw_loss, cw_success
 from reprolib.models import Classifier
 
 
@@ -70,44 +72,21 @@ def en_dist(res, beta):
 
 
 # ------------------------------------------------------------------------------------------
-# the operator and the loss
+# the loss
 # ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bounds", [(0.0, 1.0), (-1.0, 2.0)])
-def test_shrinkage_matches_definition(bounds):
-    lower, upper = bounds
-    g = torch.Generator().manual_seed(1)
-    x0 = lower + (upper - lower) * torch.rand(500, generator=g)
-    z = x0 + 0.6 * (upper - lower) * torch.randn(500, generator=g)  # some leave the box
-    for beta in (0.0, 0.05, 0.3):
-        out = shrinkage_threshold(z, x0, beta, lower, upper)
-        for zi, xi, oi in zip(z.tolist(), x0.tolist(), out.tolist()):
-            if zi - xi > beta:
-                want = min(zi - beta, upper)
-            elif zi - xi < -beta:
-                want = max(zi + beta, lower)
-            else:
-                want = xi
-            assert oi == pytest.approx(want, abs=1e-6)
-        assert lower <= float(out.min()) and float(out.max()) <= upper
-    # β = 0 is the box projection; the operator keeps x0 for |z − x0| ≤ β exactly
-    assert torch.equal(shrinkage_threshold(z, x0, 0.0, lower, upper), z.clamp(lower, upper))
-    near = x0 + 0.01 * torch.randn(500, generator=g).clamp(-1, 1)
-    assert torch.equal(shrinkage_threshold(near, x0, 0.011, lower, upper), x0)
-
-
-def test_margin_and_success_with_kappa():
+def test_margin_and_success_with_confidence():
     logits = torch.tensor([[3.0, 1.0, 2.5], [0.0, 2.0, 1.0]])
     t = torch.tensor([2, 1])
     # targeted: max(0, Z_other − Z_t + κ)
-    assert margin_loss(logits, t, True, 0.0).tolist() == pytest.approx([0.5, 0.0])
-    assert margin_loss(logits, t, True, 1.5).tolist() == pytest.approx([2.0, 0.5])
-    assert is_success(logits, t, True, 0.0).tolist() == [False, True]
-    assert is_success(logits, t, True, 1.5).tolist() == [False, False]  # 2 − 1.5 < 1
+    assert cw_loss(logits, t, True, 0.0).tolist() == pytest.approx([0.5, 0.0])
+    assert cw_loss(logits, t, True, 1.5).tolist() == pytest.approx([2.0, 0.5])
+    assert cw_success(logits, t, True, 0.0).tolist() == [False, True]
+    assert cw_success(logits, t, True, 1.5).tolist() == [False, False]  # 2 − 1.5 < 1
     # untargeted: max(0, Z_l − Z_other + κ)
-    assert margin_loss(logits, t, False, 0.0).tolist() == pytest.approx([0.0, 1.0])
-    assert is_success(logits, t, False, 0.0).tolist() == [True, False]
-    assert is_success(logits, t, False, 0.6).tolist() == [False, False]  # 2.5 + 0.6 > 3
+    assert cw_loss(logits, t, False, 0.0).tolist() == pytest.approx([0.0, 1.0])
+    assert cw_success(logits, t, False, 0.0).tolist() == [True, False]
+    assert cw_success(logits, t, False, 0.6).tolist() == [False, False]  # 2.5 + 0.6 > 3
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,14 +159,14 @@ def test_ista_and_fista_converge_fista_not_worse():
     c = m0 / w.square().sum(1) / 2  # half the c that would reach the boundary
     best_value = c * m0 - c ** 2 * w.square().sum(1) / 4
 
-    def losses(method, steps):
+    def losses(solver, steps):
         res = ead(model, x, target, targeted=True, beta=1e-9, binary_search_steps=1, steps=steps,
-                  initial_const=c, lr=0.05, method=method, record_loss=True)
+                  initial_const=c, step_size=0.05, solver=solver, record=True)
         assert not bool(res.success.any())
         return res.info["loss_history"][0]
 
-    for method in ("ista", "fista"):
-        hist = losses(method, 100)
+    for solver in ("ista", "fista"):
+        hist = losses(solver, 100)
         assert not bool(torch.isnan(hist).any())
         assert torch.allclose(hist[-1], best_value, rtol=1e-3)
         assert bool((hist[-1] <= hist[0]).all())
@@ -201,17 +180,17 @@ def test_ista_and_fista_converge_fista_not_worse():
 # bookkeeping: counts, bounds, success, decision rules
 # ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, fwd_per_round, bwd_per_round", [
+@pytest.mark.parametrize("solver, fwd_per_round, bwd_per_round", [
     ("fista", lambda s: 2 * s, lambda s: s),
     ("ista", lambda s: s + 1, lambda s: s),
     ("cov", lambda s: s, lambda s: s),
 ])
-def test_pass_counts_exact(method, fwd_per_round, bwd_per_round):
+def test_pass_counts_exact(solver, fwd_per_round, bwd_per_round):
     lin, model, x, pred, target = affine_problem(p=10, k=3, n=5, seed=4)
     counting = model.net
     counting.forward_rows = counting.backward_calls = counting.backward_rows = 0
     bs, steps = 3, 7
-    res = ead(model, x, target, targeted=True, binary_search_steps=bs, steps=steps, method=method)
+    res = ead(model, x, target, targeted=True, binary_search_steps=bs, steps=steps, solver=solver)
     n = len(x)
     assert res.forwards.tolist() == [bs * fwd_per_round(steps)] * n
     assert res.backwards.tolist() == [bs * bwd_per_round(steps)] * n
@@ -222,17 +201,29 @@ def test_pass_counts_exact(method, fwd_per_round, bwd_per_round):
     assert counting.backward_calls == bs * bwd_per_round(steps)
 
 
-@pytest.mark.parametrize("method", ["fista", "ista", "cov"])
-def test_pass_counts_with_early_abort(method):
+@pytest.mark.parametrize("solver", ["fista", "ista", "cov"])
+def test_pass_counts_with_early_abort(solver):
     lin, model, x, pred, target = affine_problem(p=10, k=3, n=6, seed=5)
     counting = model.net
     counting.forward_rows = counting.backward_calls = counting.backward_rows = 0
     res = ead(model, x, target, targeted=True, binary_search_steps=3, steps=20, initial_const=1.0,
-              method=method, abort_early=True)
-    full = {"fista": 40, "ista": 21, "cov": 20}[method] * 3
+              solver=solver, abort_early=True)
+    full = {"fista": 40, "ista": 21, "cov": 20}[solver] * 3
     assert int(res.forwards.min()) < full  # some rounds stopped early …
     assert counting.forward_rows == int(res.forwards.sum()) + 2 * len(x)  # … and all is counted
     assert counting.backward_rows == int(res.backwards.sum())
+
+
+@pytest.mark.parametrize("solver", ["fista", "ista", "cov"])
+def test_abort_early_never_ends_a_falling_loss_at_the_first_check(solver):
+    """The first abort check compares with +∞ (the EAD code's 1e6 would end every round here at
+    iteration 0: with c = 1e7 and a tiny step the loss stays far above 1e6)."""
+    lin, model, x, pred, target = affine_problem(p=10, k=3, n=4, seed=5)
+    res = ead(model, x, target, targeted=True, binary_search_steps=1, steps=20, initial_const=1e7,
+              step_size=1e-10, solver=solver, abort_early=True, record=True)
+    first = res.info["loss_history"][0, 0]
+    assert bool((first > 1e6).all())
+    assert int(res.backwards.min()) > 1  # no input stopped at the first check
 
 
 def small_net_problem(seed=0, n=6):
@@ -248,13 +239,13 @@ def small_net_problem(seed=0, n=6):
     return model, x, pred
 
 
-@pytest.mark.parametrize("method", ["fista", "ista", "cov"])
-@pytest.mark.parametrize("targeted, kappa", [(True, 0.5), (False, 0.0)])
-def test_bounds_and_success_rechecked(method, targeted, kappa):
+@pytest.mark.parametrize("solver", ["fista", "ista", "cov"])
+@pytest.mark.parametrize("targeted, confidence", [(True, 0.5), (False, 0.0)])
+def test_bounds_and_success_rechecked(solver, targeted, confidence):
     model, x, pred = small_net_problem()
     labels = (pred + 1) % 4 if targeted else pred
-    res = ead(model, x, labels, targeted=targeted, kappa=kappa, beta=1e-2, binary_search_steps=3,
-              steps=20, initial_const=1.0, lr=0.05, method=method)
+    res = ead(model, x, labels, targeted=targeted, confidence=confidence, beta=1e-2, binary_search_steps=3,
+              steps=20, initial_const=1.0, step_size=0.05, solver=solver)
     assert float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
     assert torch.equal(res.x_adv, res.x_raw)  # EAD never leaves the box
     fresh = recheck(model, res.x_adv, labels, targeted)
@@ -265,8 +256,8 @@ def test_bounds_and_success_rechecked(method, targeted, kappa):
     assert torch.equal(res.x_adv[~res.success], x[~res.success])
     with torch.no_grad():
         z = model(res.x_adv[res.success])
-    assert bool(is_success(z, labels[res.success], targeted, kappa).all())
-    assert bool((margin_loss(z, labels[res.success], targeted, kappa) == 0).all())
+    assert bool(cw_success(z, labels[res.success], targeted, confidence).all())
+    assert bool((cw_loss(z, labels[res.success], targeted, confidence) == 0).all())
     other = res.info["other_rule"]
     assert torch.equal(other.success, recheck(model, other.x_adv, labels, targeted))
 
@@ -280,7 +271,8 @@ def test_decision_rules_pick_differently_normed_results():
     en = ead(model, x, target, targeted=True, beta=beta, binary_search_steps=3, steps=30,
              initial_const=0.3, decision_rule="EN")
     l1 = en.info["other_rule"]
-    assert en.info["decision_rule"] == "EN" and l1.info["decision_rule"] == "L1"
+    assert en.params["decision_rule"] == "EN" and l1.params["decision_rule"] == "L1"
+    assert l1.attack == "ead" and {**l1.params, "decision_rule": "EN"} == en.params
     assert bool(en.success.all() and l1.success.all())
     assert bool((l1.norms["l1"] <= en.norms["l1"] + 1e-6).all())
     assert bool((en_dist(en, beta) <= en_dist(l1, beta) + 1e-6).all())
@@ -299,22 +291,38 @@ def test_cov_baseline_reaches_minimal_l2():
     lin, model, x, pred, target = affine_problem(p=20, k=2, n=8, seed=0)
     m0, w = two_class_geometry(lin, x, pred, target)
     res = ead(model, x, target, targeted=True, beta=0.0, binary_search_steps=3, steps=50,
-              initial_const=0.3, method="cov")
+              initial_const=0.3, solver="cov")
     assert bool(res.success.all())
     ratio = res.norms["l2"] / (m0 / w.norm(dim=1))
     assert float(ratio.min()) >= 1 - 1e-4 and float(ratio.max()) <= 1.02
 
 
-def test_rejects_bad_arguments():
+@pytest.mark.parametrize("setting, value", [
+    ("solver", "adam"), ("decision_rule", "L2"), ("beta", -1.0), ("confidence", -0.5), ("step_size", 0.0),
+    ("steps", 0), ("binary_search_steps", 0), ("initial_const", 0.0),
+    ("initial_const", torch.tensor([1.0, 0.0])), ("initial_const", torch.ones(3)),
+])
+def test_rejects_bad_settings_before_any_pass(setting, value):
     lin, model, x, pred, target = affine_problem(p=5, k=2, n=2, seed=0)
-    with pytest.raises(ValueError, match="method"):
-        ead(model, x, target, method="adam")
-    with pytest.raises(ValueError, match="decision_rule"):
-        ead(model, x, target, decision_rule="L2")
-    with pytest.raises(ValueError, match="beta"):
-        ead(model, x, target, beta=-1.0)
+    model.net.forward_rows = 0
+    with pytest.raises(AttackInputError, match=setting):
+        ead(model, x, target, **{setting: value})
+    assert model.net.forward_rows == 0
     with pytest.raises(AttackInputError):
         ead(model, x + 2, target)
+
+
+def test_initial_const_per_input_and_record():
+    """A tensor of constants gives each input its own first c (as separate runs); ``record``
+    keeps the loss of every iterate, and without it there is no loss history."""
+    lin, model, x, pred, target = affine_problem(p=10, k=3, n=2, seed=7)
+    consts = torch.tensor([0.01, 1.0])
+    kw = dict(targeted=True, binary_search_steps=2, steps=10)
+    res = ead(model, x, target, initial_const=consts, record=True, **kw)
+    assert res.info["loss_history"].shape == (2, 10, 2) and not bool(res.info["loss_history"].isnan().any())
+    for i in range(2):
+        alone = ead(model, x[i:i + 1], target[i:i + 1], initial_const=float(consts[i]), **kw)
+        assert torch.equal(alone.x_adv[0], res.x_adv[i]) and "loss_history" not in alone.info
 
 
 # ------------------------------------------------------------------------------------------
@@ -325,7 +333,7 @@ def test_rejects_bad_arguments():
 # through the C&W net costs ~0.5-1 s on a busy 2-core CPU; this keeps the test near a minute.
 # Raise it with REPROLIB_EAD_CROSS="n,binary_steps,steps" (e.g. "32,5,100") on a faster machine.
 _n, _bs, _steps = (int(v) for v in os.environ.get("REPROLIB_EAD_CROSS", "16,3,25").split(","))
-CROSS = dict(binary_search_steps=_bs, steps=_steps, beta=1e-3, initial_const=1.0, kappa=0.0,
+CROSS = dict(binary_search_steps=_bs, steps=_steps, beta=1e-3, initial_const=1.0, confidence=0.0,
              decision_rule="EN", abort_early=False)
 
 
@@ -352,7 +360,7 @@ def test_at_least_as_strong_as_foolbox_on_cw_mnist(cw_mnist, mnist_test):
 
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
     attack = fb.attacks.EADAttack(binary_search_steps=CROSS["binary_search_steps"], steps=CROSS["steps"],
-                                  initial_stepsize=1e-2, confidence=CROSS["kappa"],
+                                  initial_stepsize=1e-2, confidence=CROSS["confidence"],
                                   initial_const=CROSS["initial_const"], regularization=CROSS["beta"],
                                   decision_rule=CROSS["decision_rule"], abort_early=CROSS["abort_early"])
     raw, clipped, _ = attack(fmodel, x, fb.criteria.TargetedMisclassification(targets), epsilons=None)

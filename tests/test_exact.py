@@ -1,4 +1,4 @@
-"""reprolib.exact: exact minimal l∞ / l1 perturbations of ReLU MLPs by MILP (HiGHS).
+"""reprolib.evaluation.exact: exact minimal l∞ / l1 perturbations of ReLU MLPs by MILP (HiGHS).
 
 Closed forms on linear classifiers (with and without the box active), brute force and attacks
 on tiny ReLU MLPs, the upper bound ``ub``, and the errors.
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from reprolib.attacks.core import AttackInputError
-from reprolib.attacks.deepfool import deepfool
-from reprolib.attacks.pgd import pgd
-from reprolib.exact import UnsupportedModelError, affine_layers, minimal_perturbation
+from reprolib.attacks.deepfool_lp import deepfool
+from reprolib.attacks.projected_gradient import pgd
+from reprolib.evaluation.exact import UnsupportedModelError, affine_layers, minimal_perturbation
 from reprolib.models import Classifier
 from reprolib.models.mnist_nets import mlp
 
@@ -144,7 +144,7 @@ def test_tiny_mlp_no_attack_beats_the_optimum():
     g = torch.Generator().manual_seed(0)
     x = 0.2 + 0.6 * torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64)
     y = model(x).argmax(1)
-    ub = 1.01 * deepfool(model, x, y, p=math.inf).norms["linf"]  # an adversarial with some margin
+    ub = 1.01 * deepfool(model, x, y, norm="linf").norms["linf"]  # an adversarial with some margin
     for norm, order in (("linf", math.inf), ("l1", 1.0)):
         results = minimal_perturbation(model, x, y, norm=norm, ub=ub, time_limit=LIMIT)
         opt = torch.tensor([r.norm for r in results], dtype=torch.float64)
@@ -152,7 +152,7 @@ def test_tiny_mlp_no_attack_beats_the_optimum():
             assert r.status == "optimal"
             _check(model, x[i], int(y[i]), r, order)
         # DeepFool's adversarials are never smaller than the optimum
-        df = deepfool(model, x, y, p=order)
+        df = deepfool(model, x, y, norm=order)
         assert bool((df.norms[norm][df.success] >= opt[df.success] * (1 - 1e-6)).all())
         # the l∞ optimum's perturbation is an l1 upper bound: ub for the l1 programs
         ub = 1.01 * torch.tensor([float(r.delta.abs().sum()) for r in results])
@@ -162,7 +162,7 @@ def test_tiny_mlp_no_attack_beats_the_optimum():
         xs, ys = x.repeat_interleave(rep, 0), y.repeat_interleave(rep, 0)
         for factor, expect in ((0.99, False), (1.5, True)):
             res = pgd(model, xs, ys, eps=factor * opt.repeat_interleave(rep), norm=norm, steps=100,
-                      random_start=True, loss="mlogit", kappa=1.0, generator=torch.Generator().manual_seed(1))
+                      random_start=True, loss="mlogit", confidence=1.0, seed=1)
             reached = torch.tensor([bool((_margins(model, res.x_adv[k * rep:(k + 1) * rep], int(y[k])) >= MARGIN).any())
                                     for k in range(len(x))])
             assert bool(reached.all()) if expect else not bool(reached.any())

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from _gn_helpers import affine, close, exact_distances, inputs
-from reprolib.attacks.deepfool import deepfool
-from reprolib import metrics
+from reprolib.attacks.deepfool_lp import deepfool
+from reprolib.evaluation import metrics
 
 
 def test_fooling_ratio_and_robust_accuracy():
@@ -49,7 +49,7 @@ def test_rho_2_code_definition_is_the_exact_distance_on_affine_models(p):
     assert bool((paper >= code - 1e-12).all())
     assert metrics.rho_2(model, x, y, p=p, scale=2.0) == pytest.approx(float(code.mean()) / 2)
     # and DeepFool, minimal on affine models, agrees with it: ρ̂₂ ≤ ρ̂₁'s numerator per input
-    res = deepfool(model, x, y, p=p, overshoot=0.0, overshoot_mode="per_step")
+    res = deepfool(model, x, y, norm=p, overshoot=0.0, overshoot_mode="per_step")
     assert bool((res.info["norm"] >= code * (1 - 1e-9)).all())
 
 

@@ -7,7 +7,8 @@ from torch import nn
 
 from reprolib.attacks import AttackInputError
 from reprolib.attacks.core import recheck
-from reprolib.attacks.pdpgd import margin, pdgd, pdpgd
+from reprolib.attacks.ops.losses import attack_margin as margin
+from reprolib.attacks.primal_dual import pdgd, pdpgd
 from reprolib.models import Classifier
 
 D = 10
@@ -75,7 +76,7 @@ def _check_result(res, model, x):
 @pytest.mark.parametrize("attack,norm", [(pdpgd, "l2"), (pdpgd, "linf"), (pdgd, "l2")])
 def test_reaches_closed_form_optimum(problem, attack, norm):
     model, x, y, optimum, _ = problem
-    res = attack(model, x, y, norm=norm, iterations=200)
+    res = attack(model, x, y, norm=norm, steps=200)
     _check_result(res, model, x)
     assert res.success.all()
     ratio = res.norms[norm] / optimum[norm]
@@ -86,7 +87,7 @@ def test_reaches_closed_form_optimum(problem, attack, norm):
 
 def test_l1_reaches_single_coordinate_optimum(problem):
     model, x, y, optimum, wd = problem
-    res = pdpgd(model, x, y, norm="l1", iterations=200)
+    res = pdpgd(model, x, y, norm="l1", steps=200)
     _check_result(res, model, x)
     assert res.success.all()
     ratio = res.norms["l1"] / optimum["l1"]
@@ -111,7 +112,7 @@ def test_l0_never_beats_exact_optimum_and_reaches_it(problem):
         k_opt.append(int((cap.sort(descending=True).values.cumsum(0) < m[i].abs()).sum()) + 1)
     k_opt = torch.tensor(k_opt, dtype=torch.float32)
     assert (k_opt >= 2).any()
-    res = pdpgd(model, xs, ys, norm="l0", iterations=100, restarts=2, lr=1.0)
+    res = pdpgd(model, xs, ys, norm="l0", steps=100, restarts=2, step_size=1.0)
     _check_result(res, model, xs)
     assert res.success.all()
     assert (res.norms["l0"] >= k_opt).all()
@@ -125,7 +126,7 @@ def test_pass_counts_exact_on_counting_model(problem):
     net = model.net
     net.rows = net.backward_calls = net.backward_rows = 0
     T, R, F = 20, 2, 7
-    res = pdpgd(model, x, y, norm="linf", iterations=T, restarts=R, finetune_iterations=F)
+    res = pdpgd(model, x, y, norm="linf", steps=T, restarts=R, finetune_steps=F)
     ft = torch.isfinite(res.info["best_norm"][1:]).long()  # finetune runs only where one was found
     assert res.forwards[0] == 1 and res.backwards[0] == 0
     assert torch.equal(res.forwards[1:], 1 + R * (T + 1) + ft * (F + 1))
@@ -138,7 +139,7 @@ def test_pass_counts_exact_on_counting_model(problem):
 
 def test_restarts_reproduce_with_the_same_seed(problem):
     model, x, y, _, _ = problem
-    kw = dict(norm="l1", iterations=25, restarts=3, init_radius=0.3)
+    kw = dict(norm="l1", steps=25, restarts=3, init_radius=0.3)
     a = pdpgd(model, x, y, seed=5, **kw)
     b = pdpgd(model, x, y, seed=5, **kw)
     c = pdpgd(model, x, y, seed=6, **kw)
@@ -157,7 +158,7 @@ def test_bounds_respected_near_the_box_edges():
     x = (torch.rand(8, 2, 2, 2, generator=g) > 0.5).float()  # every value on a bound
     y = model(x).argmax(1)
     for norm in ("linf", "l2", "l1", "l0", "l0_group"):
-        res = pdpgd(model, x, y, norm=norm, iterations=40, init_radius=1.0)
+        res = pdpgd(model, x, y, norm=norm, steps=40, init_radius=1.0)
         _check_result(res, model, x)
         ok = res.success & ~res.info["already_adversarial"]
         if norm == "l0_group":  # best_norm counts changed pixels
@@ -175,25 +176,51 @@ def test_targeted_and_margin_sign():
     y = logits.argmin(1)  # the least likely class as the target
     assert (margin(logits, y, targeted=True) > 0).all()
     assert (margin(logits, logits.argmax(1), targeted=False) >= 0).all()
-    res = pdpgd(model, x, y, targeted=True, norm="l2", iterations=100)
+    res = pdpgd(model, x, y, targeted=True, norm="l2", steps=100)
     _check_result(res, model, x)
     assert res.success.all() and torch.equal(model(res.x_adv).argmax(1), y)
 
 
 def test_confidence_reaches_the_margin(problem):
     model, x, y, _, _ = problem
-    res = pdpgd(model, x, y, norm="l2", iterations=100, confidence=0.5)
+    res = pdpgd(model, x, y, norm="l2", steps=100, confidence=0.5)
     m = margin(model(res.x_adv), y, targeted=False)
     assert (m <= -0.5 + 1e-5).all()
 
 
+@pytest.mark.parametrize("setting, value", [
+    ("norm", "l3"), ("solver", "rmsprop"), ("steps", 0), ("restarts", 0), ("step_size", 0.0),
+    ("step_size_final_ratio", 0.0), ("step_size_final_ratio", 1.5), ("dual_step_size", -0.1),
+    ("dual_step_size_final", -0.1), ("initial_lambda", 0.0), ("dual_ema", 1.0), ("min_dual_weight", 0.5),
+    ("init_radius", -1.0), ("confidence", -1.0), ("finetune_steps", -1), ("finetune_dual_step_size", -1.0),
+    ("seed", -1),
+])
+def test_bad_settings_are_refused_before_any_pass(problem, setting, value):
+    model, x, y, _, _ = problem
+    net = model.net
+    net.rows = 0
+    for attack in (pdpgd, pdgd):
+        with pytest.raises(AttackInputError, match=setting):
+            attack(model, x, y, **{setting: value})
+    assert net.rows == 0
+
+
 def test_errors(problem):
     model, x, y, _, _ = problem
-    with pytest.raises(ValueError, match="l0"):
+    with pytest.raises(AttackInputError, match="use pdpgd for 'l0'"):
         pdgd(model, x, y, norm="l0")
-    with pytest.raises(ValueError):
-        pdpgd(model, x, y, norm="l3")
-    with pytest.raises(ValueError):
-        pdpgd(model, x, y, optimizer="rmsprop")
     with pytest.raises(AttackInputError):
         pdpgd(model, x + 2, y)
+
+
+def test_adam_solver_and_recorded_settings(problem):
+    """PDPGD with Adam (lazy: an adversarial iterate takes no Adam step) also gets near the l2
+    optimum (loosely: the prox threshold no longer matches Adam's step); the result names the
+    attack and every setting, and ``info`` holds no copy of them."""
+    model, x, y, optimum, _ = problem
+    res = pdpgd(model, x, y, norm="l2", steps=200, solver="adam", step_size=0.01)
+    _check_result(res, model, x)
+    ratio = res.norms["l2"] / optimum["l2"]
+    assert res.success.all() and (ratio >= 1 - 1e-4).all() and (ratio <= 1.25).all(), ratio
+    assert res.attack == "pdpgd" and res.params["solver"] == "adam" and res.params["steps"] == 200
+    assert set(res.info) == {"best_norm", "best_lambda", "final_lambda", "found_at", "already_adversarial"}

@@ -1,4 +1,5 @@
-"""Proximal operators and projections against their definitions (brute force, scipy)."""
+"""Proximal operators, EAD's shrinkage-thresholding and projections against their definitions
+(brute force, scipy)."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +9,8 @@ import pytest
 import torch
 from scipy import optimize
 
-from reprolib.attacks import prox as P
+from reprolib.attacks.ops import prox as P
+from reprolib.attacks.ops.norms import per_input
 
 DT = torch.float64
 
@@ -199,11 +201,18 @@ def _group_l0_brute_force(v, t):
     return arg
 
 
+def prox_l0_group_exact(v, t):
+    """The exact prox of t·||·||_{0,G} (groups = channels, dimension 1): keep pixel g iff
+    ||v_g||₂ > √(2t) — the oracle the thesis's max-channel rule is compared with."""
+    th = torch.sqrt(2 * per_input(t, len(v), v))
+    return torch.where(v.norm(dim=1, keepdim=True) > th, v, torch.zeros_like(v))
+
+
 def test_prox_l0_group_exact_matches_brute_force():
     g = torch.Generator().manual_seed(8)
     v = torch.randn(5, 3, 5, generator=g, dtype=DT)  # 3 channels, 5 pixels
     t = torch.tensor([0.05, 0.3, 0.8, 1.5, 4.0], dtype=DT)
-    out = P.prox_l0_group_exact(v, t)
+    out = prox_l0_group_exact(v, t)
     for i in range(len(v)):
         assert np.array_equal(out[i].numpy(), _group_l0_brute_force(v[i].numpy(), float(t[i])))
 
@@ -218,13 +227,52 @@ def test_prox_l0_group_thesis_rule():
     # with one channel it is the l0 prox, which is exact
     one = v[:, :1]
     assert torch.equal(P.prox_l0_group(one, t), P.prox_l0(one, t))
-    assert torch.equal(P.prox_l0_group(one, t), P.prox_l0_group_exact(one, t))
+    assert torch.equal(P.prox_l0_group(one, t), prox_l0_group_exact(one, t))
     # with several channels the thesis's max-channel rule is not the exact prox: at t = 0.5
     # (threshold 1) the pixel (0.9, 0.9, 0.9) is zeroed by the rule, but zeroing costs
     # ||v_g||^2 / (2t) = 2.43 > 1 = the cost of keeping it, so the exact prox keeps it
     w = torch.tensor([[[0.9], [0.9], [0.9]]], dtype=DT)
     assert torch.equal(P.prox_l0_group(w, 0.5), torch.zeros_like(w))
-    assert torch.equal(P.prox_l0_group_exact(w, 0.5), w)
+    assert torch.equal(prox_l0_group_exact(w, 0.5), w)
+
+
+# ---------------------------------------------------------------- EAD's shrinkage-thresholding
+
+
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (-1.0, 2.0)])
+def test_shrinkage_matches_definition(bounds):
+    lower, upper = bounds
+    g = torch.Generator().manual_seed(1)
+    x0 = lower + (upper - lower) * torch.rand(500, generator=g)
+    z = x0 + 0.6 * (upper - lower) * torch.randn(500, generator=g)  # some leave the box
+    for beta in (0.0, 0.05, 0.3):
+        out = P.shrinkage_threshold(z, x0, beta, lower, upper)
+        for zi, xi, oi in zip(z.tolist(), x0.tolist(), out.tolist()):
+            if zi - xi > beta:
+                want = min(zi - beta, upper)
+            elif zi - xi < -beta:
+                want = max(zi + beta, lower)
+            else:
+                want = xi
+            assert oi == pytest.approx(want, abs=1e-6)
+        assert lower <= float(out.min()) and float(out.max()) <= upper
+    # β = 0 is the box projection; the operator keeps x0 for |z − x0| ≤ β exactly
+    assert torch.equal(P.shrinkage_threshold(z, x0, 0.0, lower, upper), z.clamp(lower, upper))
+    near = x0 + 0.01 * torch.randn(500, generator=g).clamp(-1, 1)
+    assert torch.equal(P.shrinkage_threshold(near, x0, 0.011, lower, upper), x0)
+
+
+def test_shrinkage_is_the_prox_of_l1_plus_box():
+    """S_β(z) minimises β‖u − x0‖₁ + ‖u − z‖²/2 over the box, coordinate by coordinate."""
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.rand(40, generator=g, dtype=DT)
+    z = x0 + 0.8 * torch.randn(40, generator=g, dtype=DT)
+    beta = 0.2
+    out = P.shrinkage_threshold(z, x0, beta, 0.0, 1.0)
+    for zi, xi, oi in zip(z.tolist(), x0.tolist(), out.tolist()):
+        res = optimize.minimize_scalar(lambda u: beta * abs(u - xi) + (u - zi) ** 2 / 2, bounds=(0.0, 1.0),
+                                       method="bounded", options={"xatol": 1e-12})
+        assert oi == pytest.approx(res.x, abs=1e-6)
 
 
 # ---------------------------------------------------------------- common behaviour

@@ -1,10 +1,10 @@
-"""reprolib.reproduction: the documents' transcribed numbers and the verdict rule."""
+"""reprolib.book.reproduction: the documents' transcribed numbers and the verdict rule."""
 from __future__ import annotations
 
 import pytest
 
-from reprolib import reproduction
-from reprolib.reproduction import DOES_NOT, HOLDS, PARTLY, paper_table, verdict, verdict_row
+from reprolib.book import reproduction
+from reprolib.book.reproduction import DOES_NOT, HOLDS, PARTLY, paper_table, verdict, verdict_row
 
 
 def test_verdict_counts_checks():

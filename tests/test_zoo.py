@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from reprolib.attacks.blackbox import BlackBox
-from reprolib.attacks.core import AttackInputError
-from reprolib.attacks.zoo import IMAGENET_SCHEDULE, _sample_coords, importance_probs, zoo, zoo_derivatives
+from reprolib.attacks.core import AttackInputError, start
+from reprolib.attacks.cw import cw_l2
+from reprolib.attacks.ops.blackbox import BlackBox
+from reprolib.attacks.zeroth_order import (IMAGENET_SCHEDULE, _derivatives, _Problem, _sample_coords, importance_probs,
+                                  zoo)
 from reprolib.models import Classifier
 
 
@@ -95,6 +97,23 @@ def test_blackbox_counts_rows_per_owner_and_refuses_out_of_box():
 
 # ---------------------------------------------------------------- finite differences
 
+def zoo_derivatives(model, x, y, coords, *, const=1.0, targeted=False, confidence=0.0, h=1e-4,
+                    use_tanh=False, prob_floor=1e-30):
+    """ZOO's estimates of ∂L/∂y_i and ∂²L/∂y_i² at y = 0 (the clean input), for the
+    coordinates ``coords`` (N, B) of each input, from one batch of 2B + 1 queries per input,
+    through the attack's own objective (``_Problem``) and differences (``_derivatives``).
+    Returns ``(grad, hess, queries)``."""
+    x, y, _, _ = start(model, x, y)
+    bb = BlackBox(model, len(x))
+    prob = _Problem(bb, x, y, targeted=targeted, confidence=confidence, use_tanh=use_tanh, prob_floor=prob_floor)
+    const_t = torch.as_tensor(const, dtype=x.dtype, device=x.device).expand(len(x))
+    coords = coords.to(x.device)
+    losses, *_ = prob.query(torch.arange(len(x), device=x.device), torch.zeros_like(x), coords,
+                            torch.ones_like(coords, dtype=torch.bool), h, const_t)
+    g, hs = _derivatives(losses, h)
+    return g, hs, bb.queries
+
+
 @pytest.mark.parametrize("use_tanh", [False, True])
 @pytest.mark.parametrize("targeted", [False, True])
 def test_gradient_estimate_equals_true_derivative(use_tanh, targeted):
@@ -136,8 +155,8 @@ def test_query_count_equals_rows_seen_by_the_model_over_search_rounds():
     model = affine_model()
     x = inputs(5)
     y = predicted(model, x)
-    res = zoo(model, x, y, binary_search_steps=3, initial_const=0.01, max_iterations=12,
-              early_stop_iters=4, coords_per_iter=16, learning_rate=0.05)
+    res = zoo(model, x, y, binary_search_steps=3, initial_const=0.01, steps=12,
+              abort_early_every=4, coords_per_iter=16, step_size=0.05)
     rows = model.net.rows
     recheck = len(x)  # finish()'s re-check is one uncounted forward row per input (x_adv in the box)
     assert rows == int(res.queries.sum()) + recheck
@@ -148,6 +167,16 @@ def test_query_count_equals_rows_seen_by_the_model_over_search_rounds():
     assert torch.equal(res.forwards, res.queries) and int(res.backwards.sum()) == 0
     # every query batch of an iteration went through the model as one call
     assert all(c % 33 == 0 for c in model.net.calls[:-1])
+
+
+def test_abort_early_never_ends_a_falling_loss_at_the_first_check():
+    """The first abort check compares with +∞ (the reference's 1e6 would end the round at
+    iteration 0 here: with c = 1e8 the loss starts far above 1e6)."""
+    model = affine_model()
+    x = inputs(3)
+    res = zoo(model, x, predicted(model, x), binary_search_steps=1, initial_const=1e8, steps=10,
+              abort_early_every=5, coords_per_iter=16)
+    assert bool((res.info["iterations"] > 1).all())
 
 
 def _expected_budget_use(budget, b=128):
@@ -165,14 +194,14 @@ def test_max_queries_is_respected_exactly():
     x = inputs(4, shape=(1, 16, 16))
     y = predicted(model, x)
     budgets = torch.tensor([300, 1000, 1001, 2570])
-    res = zoo(model, x, y, binary_search_steps=4, max_iterations=6, abort_early=False, max_queries=budgets)
+    res = zoo(model, x, y, binary_search_steps=4, steps=6, abort_early=False, max_queries=budgets)
     expected = [_expected_budget_use(int(b)) for b in budgets]
     assert expected == [300, 1000, 1000, 2570]
     assert res.queries.tolist() == expected
     assert model.net.rows == sum(expected) + len(x)
     assert res.info["exhausted"].all()
     # a scalar budget applies to every input
-    res = zoo(model, x[:2], y[:2], binary_search_steps=2, max_iterations=50, abort_early=False, max_queries=701)
+    res = zoo(model, x[:2], y[:2], binary_search_steps=2, steps=50, abort_early=False, max_queries=701)
     assert res.queries.tolist() == [701, 701]  # 257 + 257 + 187
 
 
@@ -181,7 +210,7 @@ def test_hierarchical_schedule_grows_the_space_at_the_given_iterations():
     model = affine_model(shape=(1, 16, 16))
     x = inputs(2, shape=(1, 16, 16))
     y = predicted(model, x)
-    res = zoo(model, x, y, binary_search_steps=1, max_iterations=12, abort_early=False,
+    res = zoo(model, x, y, binary_search_steps=1, steps=12, abort_early=False,
               attack_space=((0, 2), (5, 4), (10, 16)), importance_sampling=True, use_tanh=True)
     assert res.queries.tolist() == [5 * 9 + 5 * 33 + 2 * 257] * 2
     assert IMAGENET_SCHEDULE == ((0, 32), (2000, 64), (10000, 128))
@@ -218,8 +247,8 @@ def test_results_are_in_bounds_and_success_is_a_fresh_forward(kwargs):
     y = predicted(model, x)
     if kwargs.get("targeted"):
         y = (y + 3) % 10
-    res = zoo(model, x, y, binary_search_steps=2, initial_const=5.0, max_iterations=40,
-              learning_rate=0.05, coords_per_iter=32, **kwargs)
+    res = zoo(model, x, y, binary_search_steps=2, initial_const=5.0, steps=40,
+              step_size=0.05, coords_per_iter=32, **kwargs)
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     with torch.no_grad():
         pred = model(res.x_adv).argmax(1)
@@ -231,41 +260,37 @@ def test_results_are_in_bounds_and_success_is_a_fresh_forward(kwargs):
     torch.testing.assert_close(res.norms["l2"][res.success], res.info["l2_best"][res.success])
 
 
-def test_input_errors():
+@pytest.mark.parametrize("setting, value", [
+    ("solver", "sgd"), ("attack_space", ((5, 4),)), ("attack_space", 9), ("attack_space", "big"),
+    ("steps", 0), ("binary_search_steps", 0), ("step_size", 0.0), ("h", -1e-4), ("coords_per_iter", 0),
+    ("abort_early_every", 0), ("confidence", -1.0), ("initial_const", 0.0), ("initial_const", torch.ones(3)),
+    ("importance_refresh", "never"), ("max_queries", -1), ("max_queries", torch.tensor([10, -1])),
+    ("prob_floor", 1.0), ("seed", -1),
+])
+def test_bad_settings_are_refused_before_any_query(setting, value):
     model = affine_model()
     x = inputs(2)
+    with pytest.raises(AttackInputError, match=setting):
+        zoo(model, x, torch.tensor([0, 1]), **{setting: value})
+    assert model.net.rows == 0
     with pytest.raises(AttackInputError):
         zoo(model, x + 2, torch.tensor([0, 1]))
-    with pytest.raises(ValueError):
-        zoo(model, x, torch.tensor([0, 1]), solver="sgd")
-    with pytest.raises(ValueError):
-        zoo(model, x, torch.tensor([0, 1]), attack_space=((5, 4),))
+
+
+def test_result_records_the_settings_and_no_copy_in_info():
+    model = affine_model()
+    x = inputs(2)
+    res = zoo(model, x, predicted(model, x), binary_search_steps=1, steps=3, coords_per_iter=4)
+    assert res.attack == "zoo" and res.params["steps"] == 3 and res.params["seed"] == 0
+    assert set(res.info) == {"const", "iterations", "first_success_queries", "l2_best", "exhausted"}
 
 
 # ---------------------------------------------------------------- the trained C&W MNIST net
 
-def _whitebox_cw(model, x, y, *, const, steps, lr):
-    """White-box C&W with the same objective (logit loss, fixed c, no tanh, projection)."""
-    try:
-        from reprolib.attacks.cw import cw_l2
-    except ImportError:
-        cw_l2 = None
-    if cw_l2 is not None:
-        return cw_l2(model, x, y, binary_search_steps=1, initial_const=const, max_iterations=steps,
-                     learning_rate=lr, abort_early=False).success
-    delta = torch.zeros_like(x, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=lr)
-    ok = torch.zeros(len(x), dtype=torch.bool)
-    for _ in range(steps):
-        z = model((x + delta).clamp(0, 1))
-        real = z.gather(1, y[:, None]).squeeze(1)
-        other = z.scatter(1, y[:, None], float("-inf")).amax(1)
-        ok |= (other > real).detach()
-        loss = (delta ** 2).flatten(1).sum(1) + const * (real - other).clamp_min(0)
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    return ok
+def _whitebox_cw(model, x, y, *, const, steps, step_size):
+    """White-box C&W with the same objective (logit loss, fixed c)."""
+    return cw_l2(model, x, y, binary_search_steps=1, initial_const=const, steps=steps, step_size=step_size,
+                 abort_early=False).success
 
 
 @pytest.mark.slow
@@ -277,8 +302,8 @@ def test_zoo_matches_whitebox_cw_success_on_cw_mnist(cw_mnist, mnist_test):
     # A budget-sized ZOO-ADAM (the test must run in seconds on 2 busy cores): c fixed at 10 (one
     # search step), a 7×7 attack space bilinearly up-sampled to 28×28 (49 coordinates, so
     # 2·49 + 1 = 99 queries per iteration), at most 1,200 queries per image (12 iterations).
-    zres = zoo(model, test.x, test.y, binary_search_steps=1, initial_const=10.0, max_iterations=100,
-               learning_rate=0.1, attack_space=7, abort_early=False, max_queries=1200)
-    wb = _whitebox_cw(model, test.x, test.y, const=10.0, steps=50, lr=0.1)
+    zres = zoo(model, test.x, test.y, binary_search_steps=1, initial_const=10.0, steps=100,
+               step_size=0.1, attack_space=7, abort_early=False, max_queries=1200)
+    wb = _whitebox_cw(model, test.x, test.y, const=10.0, steps=50, step_size=0.1)
     assert zres.queries.tolist() == [_expected_budget_use(1200, b=49)] * 8 == [1199] * 8
     assert zres.success_rate >= wb.float().mean().item() - 0.125, (zres.success.tolist(), wb.tolist())

@@ -6,7 +6,8 @@ Each result is stored under a key made of
 * the step's name and its inputs (numbers, strings, lists, dicts, tensors, arrays, models,
   :class:`~reprolib.data.ImageSet`), hashed by content;
 * the code version: ``reprolib.__version__`` plus the sha256 of the source files of the code
-  the step depends on (the modules or functions passed as ``code``).
+  the step depends on: the modules or functions passed as ``code`` and every module of their
+  package (or of reprolib) that they import, directly or through others (:func:`code_files`).
 
 Results are written atomically (a temporary file, then a rename), so a run that is killed
 leaves either a complete entry or none. Started again, it finds every step it had finished and
@@ -26,6 +27,7 @@ Example::
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import hashlib
@@ -36,7 +38,7 @@ import random
 import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -92,19 +94,121 @@ def _source_file(obj: Any) -> Path:
     return Path(inspect.getfile(module))
 
 
-def code_version(code: Iterable[Any] = ()) -> str:
-    """``reprolib`` version plus the sha256 of the source files of ``code`` (modules,
-    functions, classes or paths). A module that is a package stands for all its ``.py`` files."""
-    h = hashlib.sha256(f"reprolib {__version__}\n".encode())
-    files: set[Path] = set()
+#: The folder that holds the ``reprolib`` package, for absolute ``reprolib...`` imports.
+_OWN_ROOT = Path(__file__).resolve().parent.parent
+_OWN_NAME = __name__.split(".")[0]
+#: The imports of a source file, by the sha256 of its text: ``(module, level, names)`` each.
+_IMPORTS: dict[bytes, list[tuple[str, int, tuple[str, ...]]]] = {}
+
+
+def _imports(source: bytes, digest: bytes) -> list[tuple[str, int, tuple[str, ...]]]:
+    """Every import statement of a module, at any depth (inside functions too)."""
+    if digest not in _IMPORTS:
+        found = []
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                found += [(alias.name, 0, ()) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                found.append((node.module or "", node.level, tuple(alias.name for alias in node.names)))
+        _IMPORTS[digest] = found
+    return _IMPORTS[digest]
+
+
+def _location(path: Path) -> tuple[Path | None, tuple[str, ...]]:
+    """The folder that holds ``path``'s top-level package and ``path``'s dotted name in it
+    (``(None, ())`` for a file outside any package)."""
+    if not (path.parent / "__init__.py").is_file():
+        return None, ()
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return folder, tuple(parts)
+
+
+def _module_chain(root: Path, dotted: Sequence[str]) -> list[Path]:
+    """The files that importing ``dotted`` from ``root`` runs: each package's ``__init__.py`` on
+    the way and the module itself (empty if it is not there)."""
+    files = []
+    for i in range(1, len(dotted) + 1):
+        folder = root.joinpath(*dotted[:i])
+        if (folder / "__init__.py").is_file():
+            files.append(folder / "__init__.py")
+        elif i == len(dotted) and folder.with_suffix(".py").is_file():
+            files.append(folder.with_suffix(".py"))
+        else:
+            return []
+    return files
+
+
+def _imported_files(path: Path, source: bytes, digest: bytes) -> set[Path]:
+    """The files of ``path``'s own package, or of reprolib, that importing ``path`` runs first:
+    the ``__init__.py`` of the packages it is in, and the modules it imports."""
+    root, dotted = _location(path)
+    package = dotted if path.name == "__init__.py" else dotted[:-1]
+    found: set[Path] = set(_module_chain(root, package)) if root is not None else set()  # its packages
+    for module, level, names in _imports(source, digest):
+        if level:
+            if root is None or level - 1 > len(package):
+                continue
+            base, target = root, [*package[:len(package) - (level - 1)], *filter(None, module.split("."))]
+        else:
+            target = module.split(".")
+            if root is not None and target[0] == dotted[0]:
+                base = root
+            elif target[0] == _OWN_NAME:
+                base = _OWN_ROOT
+            else:
+                continue  # outside the package: not hashed
+        found.update(_module_chain(base, target))
+        for name in names:  # ``from package import module`` imports the module too
+            found.update(_module_chain(base, [*target, name]))
+    return found
+
+
+def _closure(code: Iterable[Any]) -> dict[Path, bytes]:
+    """:func:`code_files` with the sha256 of each file."""
+    todo: set[Path] = set()
     for obj in code:
         path = _source_file(obj).resolve()
         if path.name == "__init__.py" and isinstance(obj, types.ModuleType):
-            files.update(path.parent.rglob("*.py"))
+            todo.update(p.resolve() for p in path.parent.rglob("*.py"))
         else:
-            files.add(path)
-    for path in sorted(files):
-        h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+            todo.add(path)
+    digests: dict[Path, bytes] = {}
+    while todo:
+        path = todo.pop()
+        source = path.read_bytes()
+        digests[path] = hashlib.sha256(source).digest()
+        todo.update(p.resolve() for p in _imported_files(path, source, digests[path]))
+        todo.difference_update(digests)
+    return digests
+
+
+def _label(path: Path) -> str:
+    """``path`` inside its top-level package (``reprolib/attacks/core.py``), else its name."""
+    root, _ = _location(path)
+    return path.relative_to(root).as_posix() if root is not None else path.name
+
+
+def code_files(code: Iterable[Any] = ()) -> list[Path]:
+    """The source files a step's ``code`` can run: the files of ``code`` (modules, functions,
+    classes or paths; a module that is a package stands for all its ``.py`` files), and every
+    module of their package or of reprolib that those import, transitively. Imports are read
+    from the source (inside functions too); importing ``a.b.c`` counts ``a/__init__.py`` and
+    ``a/b/__init__.py`` as well, as Python runs them. Modules outside the package are not
+    followed (their versions are the environment's)."""
+    return sorted(_closure(code), key=_label)
+
+
+def code_version(code: Iterable[Any] = ()) -> str:
+    """``reprolib`` version plus the sha256 of every file of :func:`code_files` (``code``: modules,
+    functions, classes or paths), each named by its path inside its package."""
+    h = hashlib.sha256(f"reprolib {__version__}\n".encode())
+    labelled = sorted((_label(path), digest) for path, digest in _closure(code).items())
+    for name, digest in labelled:
+        h.update(name.encode() + b"\0" + digest)
     return h.hexdigest()
 
 
@@ -203,7 +307,8 @@ def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable
         inputs: everything the result depends on besides the code (hashed by content).
         compute: a function of no arguments that computes the result; whatever it returns
             must be picklable by ``torch.save`` (tensors, dicts, dataclasses, ...).
-        code: the modules or functions whose source the result depends on. The reprolib
+        code: the modules or functions whose source the result depends on; what they import
+            from their package or from reprolib is included (:func:`code_files`). The reprolib
             version is always part of the key.
         seed: if given, ``compute`` runs under :func:`seeded` (and the seed is in the key), so
             the result does not depend on what ran before it.

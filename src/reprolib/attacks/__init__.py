@@ -62,16 +62,16 @@ from .core import ATTACKS, AttackResult, Counter, attack, finish, start
 from .ops.checks import AttackInputError
 from .convex import alg1, alg2, random_sign
 from .cw import cw_l2
-from .deepfool import deepfool
-from .ead import ead
-from .fgsm import fgm, fgsm
-from .iterative_targeted import iterative_targeted
-from .lbfgs import lbfgs
-from .min_norm_iteration import min_norm_iteration
-from .pdpgd import pdgd, pdpgd
-from .pgd import bim, ifgm, pgd
+from .deepfool_lp import deepfool
+from .elastic_net import ead
+from .fast_gradient import fgm, fgsm
+from .targeted_iteration import iterative_targeted
+from .lbfgs_bisection import lbfgs
+from .gn_iteration import min_norm_iteration
+from .primal_dual import pdgd, pdpgd
+from .projected_gradient import bim, ifgm, pgd
 from .regression import l1_attack, l2_attack
-from .zoo import zoo
+from .zeroth_order import zoo
 
 __all__ = ["ATTACKS", "AttackInputError", "AttackResult", "Counter", "attack", "finish", "start",
            "alg1", "alg2", "bim", "cw_l2", "deepfool", "ead", "fgm", "fgsm", "ifgm", "iterative_targeted",

@@ -1,4 +1,5 @@
-"""Document 001, Section III: attacks on regressors (card ``001-convex-programming`` §2.5).
+"""Document 001, Section III: attacks on regressors (Balda, Behboodi & Mathar,
+https://arxiv.org/abs/1803.03607 v2, §III, eq. 9; the paper runs no experiment with them).
 
 The linearised objective (eq. 9) is ``max ‖J_f(x) η‖₂²`` subject to ``‖η‖_p ≤ ε``; its optimum is
 ``ε ‖J_f(x)‖_{p→2}`` on the boundary of the ball.
@@ -12,19 +13,22 @@ The linearised objective (eq. 9) is ``max ‖J_f(x) η‖₂²`` subject to ``�
 * p = ∞ is NP-hard (the paper cites an SDP relaxation); not implemented.
 
 These work for any ``nn.Module`` mapping a batch ``(N, *input_shape)`` to outputs ``(N, *out_shape)``
-whose rows do not interact (eval mode). Passes are counted per input; the fresh forward pass
-that measures the actual output change is not charged.
+whose rows do not interact (eval mode), so they are not classifier attacks (no ``@attack``)
+and return a :class:`RegressionAttackResult`. Passes are counted per input; the fresh forward
+pass that measures the actual output change is not charged. Bad arguments raise
+:class:`~.ops.checks.AttackInputError` before any model pass.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from .core import AttackInputError, Counter
+from .core import Counter
+from .ops import checks
+from .ops.checks import AttackInputError
 
 
 class _PassCounter(Counter):
@@ -57,19 +61,20 @@ class RegressionAttackResult:
     info: dict = field(default_factory=dict)
 
 
-def _check(model: nn.Module, x: Tensor, eps: float, bounds: tuple[float, float] | None) -> None:
+def _check(model: nn.Module, x: Tensor, eps: float, bounds: tuple[float, float] | None) -> float:
+    """Check the model, the batch, ε and the bounds; return ε as a float."""
     if not isinstance(model, nn.Module):
         raise AttackInputError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 2:
         raise AttackInputError("x must be a floating-point batch of shape (N, ...).")
     if not torch.isfinite(x).all():
         raise AttackInputError("x holds NaN or infinite values.")
-    if not (eps >= 0 and math.isfinite(eps)):
-        raise AttackInputError(f"eps must be a finite number ≥ 0, got {eps}.")
+    eps = checks.nonnegative("eps", eps)
     if bounds is not None:
         lo, hi = bounds
         if float(x.min()) < lo or float(x.max()) > hi:
             raise AttackInputError(f"x spans [{float(x.min()):.4g}, {float(x.max()):.4g}], outside bounds {bounds}.")
+    return eps
 
 
 def _finish(model, x, eta, bounds, gain_first_order, opnorm, counter, t0, **info) -> RegressionAttackResult:
@@ -85,7 +90,7 @@ def _finish(model, x, eta, bounds, gain_first_order, opnorm, counter, t0, **info
                                   backwards=counter.backwards, seconds=time.perf_counter() - t0, info=info)
 
 
-def l2_attack(model: nn.Module, x: Tensor, eps: float, *, iters: int = 20, tol: float = 0.0,
+def l2_attack(model: nn.Module, x: Tensor, eps: float, *, steps: int = 20, tol: float = 0.0,
               bounds: tuple[float, float] | None = (0.0, 1.0), seed: int = 0) -> RegressionAttackResult:
     """``η = ε v_max`` by power iteration on ``v ← J_fᵀ(J_f v)``, per input (eq. 9, p = 2).
 
@@ -93,22 +98,39 @@ def l2_attack(model: nn.Module, x: Tensor, eps: float, *, iters: int = 20, tol: 
     the VJP is a backward pass; the JVP differentiates ``Jᵀu`` (built once by a backward pass with
     ``create_graph``) with respect to the dummy ``u``, a pass through the linearised network
     counted as a forward. (``torch.func.jvp`` and ``torch.autograd.forward_ad`` give the same
-    product but import ``torch._dynamo`` on first use: tens of seconds on a busy 2-core box.) ``iters`` iterations at most; stops
-    early for all inputs when every estimate of σ_max changed by less than ``tol`` (relative).
-    The start vector is Gaussian from ``torch.Generator().manual_seed(seed)``.
+    product but import ``torch._dynamo`` on first use: tens of seconds on a busy 2-core box.)
 
-    Cost per input: ``2 + t`` forward-type passes (the forward, t + 1 JVPs) and ``1 + t`` backward
-    passes (the ``create_graph`` one and t VJPs) for ``t`` iterations.
-    ``operator_norm`` is the estimate of σ_max(J_f(x)); ``gain_first_order = ε σ_max``.
+    Args:
+        model: any module mapping ``(N, *input_shape)`` to ``(N, *out_shape)``, rows independent.
+        x: the inputs ``(N, *input_shape)``, finite, inside ``bounds``.
+        eps: the ℓ2 radius ε ≥ 0.
+        steps: the most power iterations to run, ≥ 1; all inputs stop early once every
+            estimate of σ_max changed by less than ``tol`` (relative) in one iteration.
+        tol: ≥ 0; 0 (default) runs all ``steps``.
+        bounds: the input box (``x_adv`` is ``x + η`` clipped to it), or None for none.
+        seed: the seed ≥ 0 of the Gaussian start vector, drawn on the CPU from
+            ``torch.Generator().manual_seed(seed)``.
+
+    Returns:
+        A :class:`RegressionAttackResult`: ``operator_norm`` is the estimate of σ_max(J_f(x)),
+        ``gain_first_order = ε σ_max``; ``info``: ``iterations`` (an int, the iterations run)
+        and ``v`` (the unit top right-singular vector estimate, shape of ``x``). Cost per input:
+        ``2 + t`` forward-type passes (the forward, t + 1 JVPs) and ``1 + t`` backward passes
+        (the ``create_graph`` one and t VJPs) for ``t`` iterations.
+
+    Raises:
+        AttackInputError: a model that is not an ``nn.Module``, a non-float or non-finite ``x``,
+            ``x`` outside ``bounds``, a negative or non-finite ``eps`` or ``tol``, ``steps`` < 1,
+            a negative ``seed``.
     """
-    eps = float(eps)
-    _check(model, x, eps, bounds)
-    if iters < 1:
-        raise AttackInputError(f"iters must be ≥ 1, got {iters}.")
+    eps = _check(model, x, eps, bounds)
+    steps = checks.count("steps", steps, minimum=1)
+    tol = checks.nonnegative("tol", tol)
+    seed = checks.count("seed", seed, minimum=0)
     t0 = time.perf_counter()
     x = x.detach()
     counter = _PassCounter(model, len(x), x.device)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
     v = v / v.flatten(1).norm(dim=1).clamp_min(1e-30).view((-1,) + (1,) * (x.dim() - 1))
     x_req = x.clone().requires_grad_(True)
@@ -130,7 +152,7 @@ def l2_attack(model: nn.Module, x: Tensor, eps: float, *, iters: int = 20, tol: 
 
     sigma = torch.zeros(len(x), dtype=x.dtype, device=x.device)
     done = 0
-    for done in range(1, iters + 1):
+    for done in range(1, steps + 1):
         jv = jvp(v)
         (w,) = torch.autograd.grad((out * jv).sum(), x_req, retain_graph=True)
         counter.backwards += 1
@@ -149,14 +171,28 @@ def l2_attack(model: nn.Module, x: Tensor, eps: float, *, iters: int = 20, tol: 
 
 def l1_attack(model: nn.Module, x: Tensor, eps: float, *,
               bounds: tuple[float, float] | None = (0.0, 1.0)) -> RegressionAttackResult:
-    """The single-pixel attack ``η = ±ε e_i*``, ``i* = argmax_i ‖J_{:,i}‖₂`` (eq. 9, p = 1).
+    """The single-pixel attack ``η = ±ε e_i*``, ``i* = argmax_i ‖J_{:,i}‖₂`` (eq. 9, p = 1:
+    ``‖J‖_{1→2}`` is the largest column norm).
 
-    The full Jacobian costs one forward and ``m_L`` backward passes per input. The sign is free
-    (same gain); it is chosen towards the side with more room inside ``bounds`` (``+`` on ties
-    and without bounds). ``info["pixel"]`` holds the flat index ``i*``.
+    The sign is free (same gain); it is chosen towards the side with more room inside ``bounds``
+    (``+`` on ties and without bounds).
+
+    Args:
+        model: any module mapping ``(N, *input_shape)`` to ``(N, *out_shape)``, rows independent.
+        x: the inputs ``(N, *input_shape)``, finite, inside ``bounds``.
+        eps: the ℓ1 radius ε ≥ 0 (the change of the one pixel).
+        bounds: the input box (``x_adv`` is ``x + η`` clipped to it), or None for none.
+
+    Returns:
+        A :class:`RegressionAttackResult` (``operator_norm`` = ``‖J‖_{1→2}``);
+        ``info["pixel"]`` ``(N,)``: the flat index ``i*``. The full Jacobian costs one forward
+        and ``m_L`` (the number of outputs) backward passes per input.
+
+    Raises:
+        AttackInputError: a model that is not an ``nn.Module``, a non-float or non-finite ``x``,
+            ``x`` outside ``bounds``, a negative or non-finite ``eps``.
     """
-    eps = float(eps)
-    _check(model, x, eps, bounds)
+    eps = _check(model, x, eps, bounds)
     t0 = time.perf_counter()
     x = x.detach()
     counter = _PassCounter(model, len(x), x.device)

@@ -1,7 +1,8 @@
 """The input box [lower, upper]: the tanh change of variables and the mask of pinned coordinates.
 
 * :func:`to_tanh_space` / :func:`from_tanh_space`: Carlini & Wagner's change of variables
-  ``x = lower + (upper − lower)·(tanh(w) + 1)/2`` (C&W 2017, §V.A; their ``l2_attack.py``), which
+  ``x = lower + (upper − lower)·(tanh(w) + 1)/2`` (Carlini & Wagner 2017,
+  https://arxiv.org/abs/1608.04644, §V-B; their ``l2_attack.py``), which
   turns the box constraint into an unconstrained variable ``w``. The inverse shrinks by
   ``0.999999`` (the reference code's ``arctanh(x·0.999999)``) so that pixels on a bound map to
   a finite ``w``. Used by C&W, EAD's change-of-variables baseline and ZOO.

@@ -1,5 +1,6 @@
 """Batched Jacobians of a classifier's outputs with respect to its inputs, and the
-difference-of-gradients quantities of document 001 (card ``001-convex-programming`` §2).
+difference-of-gradients quantities of document 001 (Balda, Behboodi & Mathar,
+https://arxiv.org/abs/1803.03607 v2, §II: the margin of eq. 3 and its gradient).
 
 Every pass goes through a :class:`~reprolib.attacks.core.Counter`:
 
@@ -12,8 +13,9 @@ Every pass goes through a :class:`~reprolib.attacks.core.Counter`:
 Each backward pass is the gradient of a sum over the batch rows; that equals the per-row
 gradients because the rows of a model in eval mode do not interact.
 
-The "proxy" ``f`` is the logits by default (document 001's code, card §5.1); ``proxy="softmax"``
-uses the class probabilities, the paper's literal definition, to show why it works worse.
+The "proxy" ``f`` is the logits by default (the authors' code,
+https://github.com/ebalda/adversarialconvex); ``proxy="softmax"`` uses the class probabilities,
+the literal definition of document 001 §II, to show why it works worse.
 """
 from __future__ import annotations
 
@@ -23,15 +25,15 @@ import torch
 from torch import Tensor
 
 from ..core import Counter
+from . import checks
 from .norms import dual_norm
+
+#: The outputs f an attack may differentiate: the logits, or the softmax probabilities.
+PROXIES = ("logits", "softmax")
 
 
 def _proxy(out: Tensor, proxy: str) -> Tensor:
-    if proxy == "logits":
-        return out
-    if proxy == "softmax":
-        return out.softmax(1)
-    raise ValueError(f"proxy must be 'logits' or 'softmax', not {proxy!r}.")
+    return out.softmax(1) if proxy == "softmax" else out
 
 
 def jacobian(counter: Counter, x: Tensor, idx: Tensor | None = None, classes: Tensor | None = None,
@@ -41,7 +43,11 @@ def jacobian(counter: Counter, x: Tensor, idx: Tensor | None = None, classes: Te
     ``classes`` (N, C) picks which outputs to differentiate per input (all K when ``None``).
     Costs one forward pass and C backward passes per input, charged to ``idx``.
     The returned outputs are the proxy (logits or softmax) and are detached.
+
+    Raises:
+        AttackInputError: a ``proxy`` not in :data:`PROXIES` (before the forward pass).
     """
+    checks.choice("proxy", proxy, PROXIES)
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out = _proxy(counter.logits(x, idx), proxy)
@@ -57,7 +63,12 @@ def jacobian(counter: Counter, x: Tensor, idx: Tensor | None = None, classes: Te
 
 def forward(counter: Counter, x: Tensor, idx: Tensor | None = None, *, proxy: str = "logits") -> tuple[Tensor, Tensor]:
     """One counted forward pass that keeps the graph: returns ``(x_req, out)`` for
-    :func:`margin_grads`. ``out`` are the proxy outputs (logits or softmax)."""
+    :func:`margin_grads`. ``out`` are the proxy outputs (logits or softmax).
+
+    Raises:
+        AttackInputError: a ``proxy`` not in :data:`PROXIES` (before the forward pass).
+    """
+    checks.choice("proxy", proxy, PROXIES)
     x_req = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out = _proxy(counter.logits(x_req, idx), proxy)
@@ -71,15 +82,10 @@ def margin_grads(counter: Counter, x_req: Tensor, out: Tensor, k: Tensor, others
 
     ``k`` (M,) and ``others`` (M, C−1) are given for the selected rows; ``idx`` names the
     inputs of the original batch that the *forward* batch holds. One backward pass per column of
-    ``others``, charged to the selected rows only.
+    ``others``, charged to every row of the forward batch: autograd back-propagates through all
+    of them, selected or not, so that is what the network runs.
     """
-    if rows is not None:
-        out_sel = out[rows]
-        idx = None if idx is None else idx[rows]
-        if idx is None:
-            raise ValueError("selecting rows needs idx (the inputs the forward batch holds)")
-    else:
-        out_sel = out
+    out_sel = out if rows is None else out[rows]
     with torch.enable_grad():
         diffs = out_sel.gather(1, k[:, None]) - out_sel.gather(1, others)
         grads = []

@@ -16,13 +16,15 @@ name           targeted (``labels`` = target t)            untargeted (``labels`
 =============  ==========================================  ==========================================
 
 ``mlogit`` is the negated Carlini–Wagner f6, ``f6 = max(max_{j≠t} Z_j − Z_t, −κ)`` (document 003
-eq. 4, §2.2; κ = 20 there, κ = 0 in C&W's code): it is flat (zero gradient) once the margin
-reaches κ, exactly the "P_n = ∇g_c − ∇g_{c*} while g_c − max_{i≠c} g_i < κ, otherwise 0" of
-card 003 §2.7. The best other class is found with the label masked by −inf, never by 0, so it
-is right when every logit is negative. :func:`cw_f6` returns the C&W value itself (to minimise).
+§III, eq. 4; κ = 20 there, κ = 0 in C&W's code): it is flat (zero gradient) once the margin
+reaches κ, exactly the M-logit step of document 003 (§V-A, eq. 16): "P_n = ∇g_c − ∇g_{c*}
+while g_c − max_{i≠c} g_i < κ, otherwise 0". The best other class is found with the label
+masked by −inf, never by 0, so it is right when every logit is negative. :func:`cw_f6` returns
+the C&W value itself (to minimise).
 
 Losses are per input; an attack sums them over the batch before differentiating (never the
-mean, card 003 §4), so an input's gradient does not depend on the batch size.
+mean, which would divide every gradient by the batch size and change document 003's
+equal-multiplier steps), so an input's gradient does not depend on the batch size.
 
 Models declared ``output="log_probs"`` return log-probabilities. ``ce`` and ``mlogit`` are
 unchanged by that (log-softmax is idempotent and margins are shift-invariant); ``logit`` then
@@ -36,6 +38,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from . import checks
+from .checks import AttackInputError
 
 
 def best_other(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -130,15 +135,28 @@ LOSSES: dict[str, Loss] = {
 }
 
 
-def get(loss: str | Loss) -> Loss:
-    """The :class:`Loss` called ``loss`` (or ``loss`` itself)."""
-    if isinstance(loss, Loss):
-        return loss
-    try:
-        return LOSSES[loss]
-    except KeyError:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} "
-                         f"or pass a reprolib.attacks.losses.Loss") from None
+def get(loss: str | Loss, settings: dict | None = None) -> Loss:
+    """The :class:`Loss` called ``loss`` (or ``loss`` itself), after checking the keyword
+    ``settings`` an attack will pass it.
+
+    Raises:
+        AttackInputError: an unknown loss name, or a negative ``confidence``.
+        TypeError: a setting the loss does not take (named in the message), as for any
+            unexpected keyword argument.
+    """
+    if not isinstance(loss, Loss):
+        if loss not in LOSSES:
+            raise AttackInputError(f"loss must be one of {sorted(LOSSES)} or a reprolib.attacks.ops.losses.Loss; "
+                                   f"got {loss!r}.")
+        loss = LOSSES[loss]
+    settings = settings or {}
+    unknown = sorted(set(settings) - set(loss.params))
+    if unknown:
+        raise TypeError(f"unexpected setting(s) {unknown}: loss {loss.name!r} takes "
+                        f"{list(loss.params) or 'no settings'}.")
+    if "confidence" in settings:
+        checks.nonnegative("confidence", settings["confidence"])
+    return loss
 
 
 def objective_and_grad(counter, x: Tensor, labels: Tensor, loss: Loss, targeted: bool,

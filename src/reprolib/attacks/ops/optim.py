@@ -47,7 +47,8 @@ def adam_step(grad: Tensor, m: Tensor, v: Tensor, t, lr, *, betas: tuple[float, 
     if form == "standard":
         step = lr * ((m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps))
     elif form == "tf":
-        step = (lr * _sqrt(1 - b2 ** t) / (1 - b1 ** t)) * m / (v.sqrt() + eps)
+        # lr times the bias correction, in this order (ZOO's; its finite differences amplify the last bit)
+        step = lr * (_sqrt(1 - b2 ** t) / (1 - b1 ** t)) * m / (v.sqrt() + eps)
     else:
         raise ValueError(f"form must be one of {FORMS}, not {form!r}")
     return step, m, v

@@ -7,8 +7,9 @@ constant c, abort-early, and the best iterate so far (C&W, EAD, ZOO, PDGD/PDPGD)
   ``10·c`` (the exponential phase).
 * :class:`AbortEarly`: every ``every`` iterations, an input whose loss is above 0.9999 × its loss
   at the previous check stops its round (C&W's ``abort_early``). The first check compares with
-  +∞, so an input whose loss is still falling never stops (the reference codes of C&W and EAD
-  compare the first check with 1e6, which ends a round whose loss starts above 1e6).
+  +∞, so an input whose loss is still falling never stops (as C&W's current code; the ZOO and
+  EAD reference codes, forks of an older C&W code, compare the first check with 1e6, which ends
+  a round whose loss starts above 1e6).
 * :class:`BestIterate`: per input, the successful candidate with the least distance, and any
   values recorded with it (the c, the step, ...).
 """
@@ -19,15 +20,36 @@ import math
 import torch
 from torch import Tensor
 
+from . import checks
+
 #: An upper bound this large means "no successful c seen yet".
 UNBOUNDED = 1e10
 
 
+def check_initial_const(value, n: int, name: str = "initial_const") -> None:
+    """Raise :class:`~reprolib.attacks.ops.checks.AttackInputError` unless ``value`` is a finite
+    number > 0 or a tensor of 1 or ``n`` such values (one per input)."""
+    if not torch.is_tensor(value) or value.dim() == 0:
+        checks.positive(name, value)
+        return
+    if value.numel() not in (1, n) or value.is_complex() or value.dtype == torch.bool:
+        raise checks.AttackInputError(f"{name} must be a number or a tensor of {n} values (one per input), "
+                                      f"got a {value.dtype} tensor of shape {tuple(value.shape)}.")
+    v = value.detach().double()
+    if not bool(torch.isfinite(v).all() and (v > 0).all()):
+        raise checks.AttackInputError(f"every entry of {name} must be a finite number > 0, got {value!r}.")
+
+
 class ConstSearch:
-    """Per-input state of the search; ``c`` holds the constants for the next round."""
+    """Per-input state of the search; ``c`` holds the constants for the next round.
+
+    ``initial_const`` is a number (the same first c for every input) or a tensor of ``n``
+    values, one per input. The constants are kept in float32.
+    """
 
     def __init__(self, n: int, initial_const, device: torch.device) -> None:
-        c0 = torch.as_tensor(initial_const, dtype=torch.float32).flatten().to(device)
+        check_initial_const(initial_const, n)
+        c0 = torch.as_tensor(initial_const, dtype=torch.float32).detach().flatten().to(device)
         self.c = c0.expand(n).clone() if c0.numel() == 1 else c0.clone()
         self.lower = torch.zeros(n, device=device)
         self.upper = torch.full((n,), UNBOUNDED, device=device)
@@ -85,7 +107,7 @@ class BestIterate:
         self.x[r] = cand[better]
         self.dist[r] = dist[better]
         for k, v in values.items():
-            self.extras[k][r] = v[better] if torch.is_tensor(v) and v.dim() else v
+            self.extras[k][r] = v[better].to(self.extras[k].dtype) if torch.is_tensor(v) and v.dim() else v
         return r
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 
 __all__ = ["HOLDS", "PARTLY", "DOES_NOT", "paper_dir", "paper_table", "verdict", "verdict_row"]
 

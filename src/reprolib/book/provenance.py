@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import torch
 
-from . import __version__, paths
-from .device import hardware_summary, resolve
+from .. import __version__, paths
+from ..device import hardware_summary, resolve
 
 
 def git_commit(repo: Path | None = None) -> str | None:

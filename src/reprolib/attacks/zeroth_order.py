@@ -1,6 +1,13 @@
-"""ZOO: the zeroth-order optimisation black-box attack (Chen, Zhang, Sharma, Yi, Hsieh 2017).
+"""ZOO: the zeroth-order optimisation black-box attack, batched with per-input state.
 
-Document 002, §2.2. ZOO minimises the C&W objective
+Source: P.-Y. Chen, H. Zhang, Y. Sharma, J. Yi and C.-J. Hsieh, "ZOO: Zeroth Order Optimization
+Based Black-box Attacks to Deep Neural Networks without Training Substitute Models", AISec 2017,
+https://arxiv.org/abs/1708.03999; document 002 (Sharma's thesis), Ch. 3: the loss (eqs. 10–11),
+the finite differences (eqs. 12–13), ZOO-ADAM (Alg. 2), ZOO-Newton (Alg. 3), the attack-space
+reduction (eq. 14), the hierarchical attack and importance sampling; the authors' code
+``huanzhang12/ZOO-Attack`` (``l2_attack_black.py``, listed in the thesis's Appendix A).
+
+ZOO minimises the C&W objective
 
     L(y) = ‖x(y) − x0‖2² + c · f(x(y)),
     f(x) = max(log F(x)_other − log F(x)_t + κ, 0)     (targeted, t = target)
@@ -10,21 +17,24 @@ using only output scores (log-probabilities), by stochastic coordinate descent: 
 iteration it draws ``coords_per_iter`` (B = 128) distinct coordinates of the optimisation
 variable ``y``, estimates ∂L/∂y_i (and ∂²L/∂y_i²) by symmetric finite differences with step
 h = 1e-4 on the *total* loss, and moves each drawn coordinate by a coordinate-wise Adam step
-(ZOO-ADAM) or Newton step (ZOO-Newton). Per iteration and input that is 2B + 1 queries: the
-current point and ±h on each drawn coordinate.
+(ZOO-ADAM: :func:`~reprolib.attacks.ops.optim.adam_step` in TensorFlow's form, with one step
+count per coordinate) or Newton step (ZOO-Newton: a negative curvature counts as 1, a curvature
+below 0.1 as 0.1). Per iteration and input that is 2B + 1 queries: the current point and ±h on
+each drawn coordinate.
 
 The optimisation variable ``y`` and the image:
 
 * ``use_tanh=False`` (MNIST in the paper): ``x = clip(x0 + D(y))``; in the full attack space
   each updated coordinate is projected so that x0 + y stays in the box (as the reference code).
 * ``use_tanh=True`` (CIFAR-10, ImageNet): ``x = tanh(D(y) + arctanh((2·x0 − 1)·0.999999))``
-  mapped back to the bounds; ``y`` is a modifier in tanh space.
+  mapped back to the bounds (:mod:`~reprolib.attacks.ops.box`); ``y`` is a modifier in tanh space.
 * ``D`` is the identity in the full attack space, else bilinear up-sampling
   (``torch.nn.functional.interpolate``) of a smaller perturbation (attack-space dimension
   reduction, eq. 14); without tanh the projection applies whenever the space is the full
-  input size, otherwise the up-sampled image is clipped. ``attack_space`` may be a schedule ``((0, 32), (2000, 64), (10000, 128))``
-  (:data:`IMAGENET_SCHEDULE`): the hierarchical attack, where at each listed iteration the
-  current ``y`` is bilinearly up-sampled and the Adam state is reset.
+  input size, otherwise the up-sampled image is clipped. ``attack_space`` may be a schedule
+  ``((0, 32), (2000, 64), (10000, 128))`` (:data:`IMAGENET_SCHEDULE`): the hierarchical attack,
+  where at each listed iteration the current ``y`` is bilinearly up-sampled and the Adam state
+  is reset.
 
 Importance sampling (``importance_sampling=True``): after a resize, coordinates are drawn with
 probability proportional to the max of |y| over an 8 × 8 grid of regions (region side =
@@ -34,23 +44,25 @@ new size and normalised. As in the released code the probabilities are computed 
 from the current perturbation, as the thesis text says. Before the first resize, sampling is
 uniform. Coordinates of probability zero are never drawn.
 
-Binary search on ``c`` per input (:class:`~reprolib.attacks.search.ConstSearch`); the variable
-and the Adam state restart from zero at every search step; early abort every
-``early_stop_iters`` iterations if the loss is above 0.9999 × the loss at the previous check
-(per input); over all iterates of all steps the successful point (κ margin included) with the
-smallest L2 is kept; an input with none returns x0 and counts as a failure.
+Binary search on ``c`` per input (:class:`~reprolib.attacks.ops.search.ConstSearch`); the
+variable and the Adam state restart from zero in every round; abort early every
+``abort_early_every`` iterations if the loss is above 0.9999 × the loss at the previous check
+(per input, :class:`~reprolib.attacks.ops.search.AbortEarly`); over all iterates of all rounds
+the successful point (κ margin included) with the smallest L2 is kept
+(:class:`~reprolib.attacks.ops.search.BestIterate`); an input with none returns x0 and counts as a
+failure.
 
 Batched: all queries of one iteration, for all inputs still being attacked, go to the model
 as one batch. Query counts are exact per input (they are the rows the
-:class:`~reprolib.attacks.blackbox.BlackBox` sent to the model); ``max_queries`` stops an input
-once it cannot afford another iteration (an iteration needs 2B' + 1 queries; the last one is
-shrunk to B' = (left − 1) // 2 coordinates, so an input ends with its budget or its budget − 1
+:class:`~reprolib.attacks.ops.blackbox.BlackBox` sent to the model); ``max_queries`` stops an
+input once it cannot afford another iteration (an iteration needs 2B' + 1 queries; the last one
+is shrunk to B' = (left − 1) // 2 coordinates, so an input ends with its budget or its budget − 1
 used, never more).
 
-Memory: one iteration holds about 3 · N · (2B + 1) · input-size numbers (N inputs being
-attacked); attack large sets in chunks.
+Memory: one iteration holds about 4 · N · (2B + 1) · input-size numbers (N inputs being
+attacked; 3 without tanh); attack large sets in chunks.
 
-Deviations from the reference code (``huanzhang12/ZOO-Attack``), all deliberate:
+Deviations from the reference code, all deliberate:
 
 * the log loss uses ``log(p + prob_floor)`` (``prob_floor = 1e-30`` as the reference, computed
   stably from ``log_softmax``) and honours κ (the reference ignores κ in its log branch; κ = 0
@@ -61,9 +73,12 @@ Deviations from the reference code (``huanzhang12/ZOO-Attack``), all deliberate:
 * bilinear resizing uses PyTorch's half-pixel convention (``align_corners=False``), not TF1's;
 * the current point of the iteration in which an input aborts early is still considered as a
   candidate (the reference breaks before recording it);
+* the first abort-early check compares with +∞, where the reference starts from 1e6 and so ends
+  a round whose loss starts above 1e6 even while it is still falling;
 * random coordinates come from one ``torch.Generator`` for the batch (Gumbel top-k sampling
-  without replacement), so results depend on ``seed`` and on the batch composition;
-* no "repeat with c = upper" final step for ≥ 10 search steps.
+  without replacement), so results depend on ``seed`` and on the batch composition, and no seed
+  reproduces the reference's numpy draws;
+* no "repeat with c = upper" final round for ≥ 10 search steps.
 """
 from __future__ import annotations
 
@@ -75,15 +90,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from .ops import losses
+from .core import AttackResult, attack, finish, start
+from .ops import checks, losses
 from .ops.blackbox import BlackBox
-from .core import AttackResult, finish, start
-from .ops.search import ConstSearch
+from .ops.box import from_tanh_space, to_tanh_space
+from .ops.optim import adam_step
+from .ops.search import AbortEarly, BestIterate, ConstSearch
 
 #: The hierarchical schedule of the ImageNet experiments: 32×32 → 64×64 at it 2,000 → 128×128 at it 10,000.
 IMAGENET_SCHEDULE = ((0, 32), (2000, 64), (10000, 128))
-#: arctanh argument shrink factor of the reference code (``np.arctanh(img * 1.999999)``).
-TANH_SHRINK = 0.999999
+SOLVERS = ("adam", "newton")
+IMPORTANCE_REFRESH = ("resize", "iteration")
 
 
 def _size(s: int | Sequence[int]) -> tuple[int, int]:
@@ -91,7 +108,7 @@ def _size(s: int | Sequence[int]) -> tuple[int, int]:
         return (s, s)
     s = tuple(int(v) for v in s)
     if len(s) != 2:
-        raise ValueError(f"an attack-space size is an int or (height, width), got {s}")
+        raise checks.AttackInputError(f"attack_space: a size is an int or (height, width), got {s}.")
     return s  # type: ignore[return-value]
 
 
@@ -101,14 +118,20 @@ def _schedule(attack_space, full: tuple[int, int]) -> list[tuple[int, tuple[int,
         return [(0, full)]
     if isinstance(attack_space, int) or (isinstance(attack_space, (tuple, list)) and len(attack_space) == 2
                                          and all(isinstance(v, int) for v in attack_space)):
-        return [(0, _size(attack_space))]
-    sched = [(int(it), _size(s)) for it, s in attack_space]
-    its = [it for it, _ in sched]
-    if not sched or its[0] != 0 or any(b <= a for a, b in zip(its, its[1:])):
-        raise ValueError(f"attack_space schedule must start at iteration 0 and increase, got {its}")
+        sched = [(0, _size(attack_space))]
+    else:
+        try:
+            sched = [(int(it), _size(s)) for it, s in attack_space]
+        except (TypeError, ValueError):
+            raise checks.AttackInputError(f"attack_space must be None, a side, (height, width) or a schedule "
+                                          f"[(iteration, size), ...], got {attack_space!r}.") from None
+        its = [it for it, _ in sched]
+        if not sched or its[0] != 0 or any(b <= a for a, b in zip(its, its[1:])):
+            raise checks.AttackInputError(f"attack_space: a schedule must start at iteration 0 and increase, "
+                                          f"got {its}.")
     for _, (h, w) in sched:
         if not (0 < h <= full[0] and 0 < w <= full[1]):
-            raise ValueError(f"attack-space size {(h, w)} must lie within the input size {full}")
+            raise checks.AttackInputError(f"attack_space: a size {(h, w)} must lie within the input size {full}.")
     return sched
 
 
@@ -152,8 +175,7 @@ class _Problem:
         self.full = tuple(x0.shape[2:])
         self.log_floor = math.log(prob_floor) if prob_floor > 0 else None
         if use_tanh:
-            unit = (x0 - self.lo) / (self.hi - self.lo)
-            self.w0 = torch.atanh((2 * unit - 1) * TANH_SHRINK)
+            self.w0 = to_tanh_space(x0, bb.bounds)
 
     def image(self, y: Tensor, idx: Tensor) -> Tensor:
         """Images for modifiers ``y`` (a, R, C, h, w) of the inputs ``idx`` (a,): (a, R, C, H, W).
@@ -163,7 +185,7 @@ class _Problem:
             y = F.interpolate(y.flatten(0, 1), size=self.full, mode="bilinear",
                               align_corners=False).view(a, r, -1, *self.full)
         if self.use_tanh:
-            x = y.add_(self.w0[idx][:, None]).tanh_().add_(1).mul_((self.hi - self.lo) / 2).add_(self.lo)
+            x = from_tanh_space(y.add_(self.w0[idx][:, None]), (self.lo, self.hi))
         else:
             x = y.add_(self.x0[idx][:, None])
         return x.clamp_(self.lo, self.hi)
@@ -229,26 +251,7 @@ def _derivatives(losses: Tensor, h: float) -> tuple[Tensor, Tensor]:
     return (lp - lm) / (2 * h), (lp - 2 * l0 + lm) / (h * h)
 
 
-def zoo_derivatives(model: Classifier, x: Tensor, y: Tensor, coords: Tensor, *, const: float | Tensor = 1.0,
-                    targeted: bool = False, confidence: float = 0.0, h: float = 1e-4,
-                    use_tanh: bool = False, prob_floor: float = 1e-30) -> tuple[Tensor, Tensor, Tensor]:
-    """ZOO's estimates of ∂L/∂y_i and ∂²L/∂y_i² at y = 0 (the clean input), for the
-    coordinates ``coords`` (N, B) of each input, from one batch of 2B + 1 queries per input.
-
-    Returns ``(grad, hess, queries)``. For tests and diagnostics; the attack uses the same code.
-    """
-    x, y, _, _ = start(model, x, y)
-    bb = BlackBox(model, len(x))
-    prob = _Problem(bb, x, y, targeted=targeted, confidence=confidence, use_tanh=use_tanh,
-                    prob_floor=prob_floor)
-    const_t = torch.as_tensor(const, dtype=x.dtype, device=x.device).expand(len(x))
-    coords = coords.to(x.device)
-    losses, *_ = prob.query(torch.arange(len(x), device=x.device), torch.zeros_like(x), coords,
-                            torch.ones_like(coords, dtype=torch.bool), h, const_t)
-    g, hs = _derivatives(losses, h)
-    return g, hs, bb.queries
-
-
+@attack
 def zoo(
     model: Classifier,
     x: Tensor,
@@ -258,16 +261,13 @@ def zoo(
     solver: str = "adam",
     confidence: float = 0.0,
     binary_search_steps: int = 9,
-    initial_const: float = 0.01,
-    max_iterations: int = 3000,
-    learning_rate: float = 0.01,
+    initial_const: float | Tensor = 0.01,
+    steps: int = 3000,
+    step_size: float = 0.01,
     coords_per_iter: int = 128,
     h: float = 1e-4,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    adam_eps: float = 1e-8,
     abort_early: bool = True,
-    early_stop_iters: int = 100,
+    abort_early_every: int = 100,
     use_tanh: bool = False,
     attack_space=None,
     importance_sampling: bool = False,
@@ -275,41 +275,75 @@ def zoo(
     reset_adam: bool = False,
     max_queries: int | Tensor | None = None,
     prob_floor: float = 1e-30,
-    seed: int | None = 1216,
+    seed: int | None = 0,
 ) -> AttackResult:
     """ZOO-ADAM / ZOO-Newton on a batch (see the module docstring for the algorithm).
 
     The defaults are document 002's MNIST settings of Table 1: B = 128 coordinates per
-    iteration, h = 1e-4, η = 0.01, Adam β = (0.9, 0.999), ε = 1e-8, 9 binary-search steps from
-    c0 = 0.01, 3,000 iterations per step, early abort every 100 iterations, no tanh (projection),
-    full attack space, uniform sampling, κ = 0. CIFAR-10: ``use_tanh=True, max_iterations=1000``.
-    ImageNet untargeted: ``use_tanh=True, attack_space=32, binary_search_steps=1,
-    initial_const=10, learning_rate=0.002, max_iterations=1500, reset_adam=True``; targeted:
-    ``attack_space=IMAGENET_SCHEDULE, importance_sampling=True, max_iterations=20000``.
+    iteration, h = 1e-4, η = 0.01, 9 binary-search rounds from c₀ = 0.01, 3,000 iterations per
+    round, early abort every 100 iterations, no tanh (projection), full attack space, uniform
+    sampling, κ = 0. Adam's constants are :mod:`~reprolib.attacks.ops.optim`'s, those of the
+    paper: β₁ = 0.9, β₂ = 0.999, ε = 1e-8. CIFAR-10: ``use_tanh=True, steps=1000``. ImageNet
+    untargeted: ``use_tanh=True, attack_space=32, binary_search_steps=1, initial_const=10,
+    step_size=0.002, steps=1500, reset_adam=True``; targeted: ``attack_space=IMAGENET_SCHEDULE,
+    importance_sampling=True, steps=20000``.
 
     Args:
-        model: the classifier; the attack only sees it through a :class:`BlackBox` (scores),
-            except for :func:`~reprolib.attacks.core.finish`'s uncounted re-check.
-        x, y: inputs in the model's bounds; true labels, or targets when ``targeted``.
+        model: the classifier; the attack only sees it through a
+            :class:`~reprolib.attacks.ops.blackbox.BlackBox` (scores), except for
+            :func:`~reprolib.attacks.core.finish`'s uncounted re-check.
+        x: inputs ``(N, C, H, W)`` inside the model's bounds.
+        y: the true labels ``(N,)``, or the targets when ``targeted``.
+        targeted: whether success means predicting ``y``.
         solver: ``"adam"`` (Alg. 2) or ``"newton"`` (Alg. 3).
+        confidence: the margin κ ≥ 0 a success must hold, in log-probabilities.
+        binary_search_steps: rounds of the per-input binary search on c (≥ 1).
+        initial_const: the first c > 0, one number or a tensor of ``N`` values.
+        steps: iterations per round (≥ 1).
+        step_size: the step size η > 0 of the coordinate updates, in units of ``y``.
+        coords_per_iter: coordinates B ≥ 1 drawn per iteration.
+        h: the finite-difference step (> 0), in units of ``y``.
+        abort_early: end an input's round when its loss stops falling.
+        abort_early_every: iterations (≥ 1) between those checks.
+        use_tanh: optimise in tanh space (else project onto the box).
         attack_space: ``None`` (full input size), a side or ``(h, w)`` (dimension reduction),
             or a schedule ``[(iteration, size), ...]`` starting at 0 (hierarchical attack).
-        max_queries: per-input query budget (an int, or a tensor of one per input), over all
-            binary-search steps; ``None`` for no budget.
-        seed: seed of the coordinate sampling (the reference code's 1216 by default).
+        importance_sampling: draw coordinates by importance after each resize.
+        importance_refresh: ``"resize"`` (the released code) or ``"iteration"`` (the thesis).
+        reset_adam: reset the Adam state at the first valid example of each round.
+        max_queries: per-input query budget (an integer ≥ 0, or a tensor of one per input), over
+            all rounds; ``None`` for no budget.
+        prob_floor: the probability floor of the log loss, in [0, 1) (0: none).
+        seed: seed (≥ 0) of the coordinate sampling; ``None`` draws a fresh one. Our sampler is
+            not the reference's numpy one, so its seed (1216) would reproduce nothing: 0, as every
+            reprolib attack.
 
-    ``info`` holds ``const`` (c of the step that gave the returned example, NaN on failure),
-    ``iterations`` (per input, over all steps), ``first_success_queries`` (queries spent when
-    the first successful point was seen, -1 if never), ``l2_best`` and the settings.
+    Returns:
+        An :class:`~reprolib.attacks.core.AttackResult`; ``info`` holds, per input, ``const``
+        (c of the round that gave the returned example, NaN on failure), ``iterations`` (over
+        all rounds), ``first_success_queries`` (queries spent when the first successful point
+        was seen, −1 if never), ``l2_best`` (the L2 distance of the returned example, ``inf`` on
+        failure) and ``exhausted`` (whether the query budget ran out).
+
+    Raises:
+        AttackInputError: for a setting outside the ranges above, before any model pass.
     """
-    if solver not in ("adam", "newton"):
-        raise ValueError(f"solver must be 'adam' or 'newton', not {solver!r}")
-    if importance_refresh not in ("resize", "iteration"):
-        raise ValueError(f"importance_refresh must be 'resize' or 'iteration', not {importance_refresh!r}")
-    if coords_per_iter < 1 or h <= 0 or max_iterations < 0 or binary_search_steps < 1:
-        raise ValueError("coords_per_iter ≥ 1, h > 0, max_iterations ≥ 0 and binary_search_steps ≥ 1 are required")
+    checks.choice("solver", solver, SOLVERS)
+    checks.nonnegative("confidence", confidence)
+    checks.count("binary_search_steps", binary_search_steps)
+    checks.count("steps", steps)
+    checks.positive("step_size", step_size)
+    checks.count("coords_per_iter", coords_per_iter)
+    checks.positive("h", h)
+    checks.count("abort_early_every", abort_early_every)
+    checks.choice("importance_refresh", importance_refresh, IMPORTANCE_REFRESH)
+    checks.in_range("prob_floor", prob_floor, 0, 1, high_open=True)
+    if seed is not None:
+        checks.count("seed", seed, minimum=0)
     x, y, counter, started = start(model, x, y)
     n, device, dtype = len(x), x.device, x.dtype
+    budget = None if max_queries is None else _budget(max_queries, n, device)
+    search = ConstSearch(n, initial_const, device)
     schedule = _schedule(attack_space, tuple(x.shape[2:]))
     resize_at = {it: s for it, s in schedule[1:]}
     channels = x.shape[1]
@@ -320,17 +354,11 @@ def zoo(
         gen.seed()
     else:
         gen.manual_seed(int(seed))
-    budget = None
-    if max_queries is not None:
-        budget = torch.as_tensor(max_queries, device=device).long().expand(n).clone()
     if not use_tanh:  # the projection box of the modifier in the full space
         box_lo = (prob.lo - x).flatten(1)
         box_hi = (prob.hi - x).flatten(1)
 
-    search = ConstSearch(n, initial_const, device)
-    best_l2 = torch.full((n,), float("inf"), dtype=dtype, device=device)
-    best_x = x.clone()
-    best_const = torch.full((n,), float("nan"), dtype=dtype, device=device)
+    best = BestIterate(x, const=torch.full((n,), float("nan"), dtype=dtype, device=device))
     first_success_queries = torch.full((n,), -1, dtype=torch.long, device=device)
     iterations = torch.zeros(n, dtype=torch.long, device=device)
     exhausted = torch.zeros(n, dtype=torch.bool, device=device)
@@ -344,12 +372,12 @@ def zoo(
         vt = torch.zeros(n, m, dtype=dtype, device=device)
         epoch = torch.ones(n, m, dtype=dtype, device=device)
         sample_prob: Tensor | None = None
-        prev = torch.full((n,), 1e6, dtype=dtype, device=device)
+        abort = AbortEarly(n, abort_early_every, x) if abort_early else None
         last_f = torch.ones(n, dtype=dtype, device=device)
         stage = torch.zeros(n, dtype=torch.bool, device=device)
         step_success = torch.zeros(n, dtype=torch.bool, device=device)
         running = ~exhausted
-        for it in range(max_iterations):
+        for it in range(steps):
             if it in resize_at:  # hierarchical attack: grow the attack space, reset Adam
                 new = resize_at[it]
                 if importance_sampling:
@@ -376,38 +404,31 @@ def zoo(
             coords = _sample_coords(None if sample_prob is None else sample_prob[idx], len(idx), m, kmax,
                                     gen, device, dtype)
             valid = torch.arange(kmax, device=device)[None, :] < k[idx][:, None]
-            losses, l2, f, ok, x0_now = prob.query(idx, mod[idx], coords, valid, h, const)
+            totals, l2, f, ok, x0_now = prob.query(idx, mod[idx], coords, valid, h, const)
             iterations[idx] += 1
-            loss0 = losses[:, 0]
+            loss0 = totals[:, 0]
 
             # bookkeeping on the current point (row 0)
             step_success[idx] |= ok
-            better = ok & (l2 < best_l2[idx])
-            if better.any():
-                bi = idx[better]
-                newly = first_success_queries[bi] < 0
-                # the queries up to and including this iteration's batch
-                first_success_queries[bi[newly]] = bb.queries[bi[newly]]
-                best_l2[bi] = l2[better]
-                best_x[bi] = x0_now[better]
-                best_const[bi] = const[bi]
+            improved = best.offer(idx, x0_now, l2, ok, const=const[idx])
+            newly = improved[first_success_queries[improved] < 0]
+            first_success_queries[newly] = bb.queries[newly]  # the queries up to and including this batch
 
             # coordinate update (Alg. 2 / Alg. 3)
-            g, hs = _derivatives(losses, h)
+            g, hs = _derivatives(totals, h)
             flat = mod[idx].flatten(1)
             old = flat.gather(1, coords)
             if solver == "adam":
-                m_i = beta1 * mt[idx].gather(1, coords) + (1 - beta1) * g
-                v_i = beta2 * vt[idx].gather(1, coords) + (1 - beta2) * g * g
+                m_old, v_old = mt[idx].gather(1, coords), vt[idx].gather(1, coords)
                 t_i = epoch[idx].gather(1, coords)
-                corr = torch.sqrt(1 - beta2 ** t_i) / (1 - beta1 ** t_i)
-                new_val = old - learning_rate * corr * m_i / (torch.sqrt(v_i) + adam_eps)
-                mt[idx] = mt[idx].scatter(1, coords, torch.where(valid, m_i, mt[idx].gather(1, coords)))
-                vt[idx] = vt[idx].scatter(1, coords, torch.where(valid, v_i, vt[idx].gather(1, coords)))
+                step, m_i, v_i = adam_step(g, m_old, v_old, t_i, step_size, form="tf")
+                new_val = old - step
+                mt[idx] = mt[idx].scatter(1, coords, torch.where(valid, m_i, m_old))
+                vt[idx] = vt[idx].scatter(1, coords, torch.where(valid, v_i, v_old))
                 epoch[idx] = epoch[idx].scatter(1, coords, torch.where(valid, t_i + 1, t_i))
             else:
                 hs = torch.where(hs < 0, torch.ones_like(hs), hs).clamp_min(0.1)
-                new_val = old - learning_rate * g / hs
+                new_val = old - step_size * g / hs
             if not use_tanh and tuple(mod.shape[2:]) == prob.full:  # project into the box
                 new_val = torch.minimum(torch.maximum(new_val, box_lo[idx].gather(1, coords)),
                                         box_hi[idx].gather(1, coords))
@@ -416,7 +437,7 @@ def zoo(
             if importance_sampling and importance_refresh == "iteration" and sample_prob is not None:
                 sample_prob[idx] = importance_probs(mod[idx], tuple(mod.shape[2:]))
 
-            # Adam reset at the first valid example of this step
+            # Adam reset at the first valid example of this round
             if reset_adam:
                 first_valid = (f == 0) & (last_f[idx] != 0) & ~stage[idx]
                 if first_valid.any():
@@ -426,10 +447,8 @@ def zoo(
                     epoch[ri] = 1
                     stage[ri] = True
                 last_f[idx] = f
-            # early abort
-            if abort_early and it % early_stop_iters == 0:
-                stop = loss0 > prev[idx] * 0.9999
-                prev[idx] = torch.where(stop, prev[idx], loss0)
+            stop = None if abort is None else abort.check(it, loss0, idx)
+            if stop is not None:
                 running[idx[stop]] = False
         search.update(step_success)
         if exhausted.all():
@@ -437,13 +456,17 @@ def zoo(
 
     counter.count_queries(None, bb.queries)
     counter.forwards += bb.queries  # every query is one forward row
-    return finish(
-        model, x, best_x, y, targeted, counter, started,
-        const=best_const, iterations=iterations, first_success_queries=first_success_queries,
-        l2_best=best_l2.sqrt(), exhausted=exhausted,
-        settings=dict(solver=solver, binary_search_steps=binary_search_steps, initial_const=initial_const,
-                      max_iterations=max_iterations, learning_rate=learning_rate,
-                      coords_per_iter=coords_per_iter, h=h, confidence=confidence, use_tanh=use_tanh,
-                      attack_space=schedule, importance_sampling=importance_sampling,
-                      reset_adam=reset_adam, max_queries=max_queries, seed=seed),
-    )
+    return finish(model, x, best.x, y, targeted, counter, started, const=best["const"], iterations=iterations,
+                  first_success_queries=first_success_queries, l2_best=best.dist.sqrt(), exhausted=exhausted)
+
+
+def _budget(max_queries, n: int, device) -> Tensor:
+    """``max_queries`` as a per-input long tensor, after checking it."""
+    if not torch.is_tensor(max_queries) or max_queries.dim() == 0:
+        return torch.full((n,), checks.count("max_queries", max_queries, minimum=0), dtype=torch.long, device=device)
+    q = max_queries.detach().flatten()
+    if q.numel() not in (1, n) or q.is_complex() or q.dtype == torch.bool or not bool((q >= 0).all()) or \
+            q.is_floating_point() and not bool((torch.isfinite(q) & (q == q.round())).all()):
+        raise checks.AttackInputError(f"max_queries must be an integer ≥ 0 or a tensor of {n} of them "
+                                      f"(one per input), got {max_queries!r}.")
+    return q.to(device).long().expand(n).clone()

@@ -7,12 +7,12 @@ and writes it atomically to ``book/chapters/NAME.ipynb`` (or ``--out``).
 
 Command line (also installed as ``reprolib-chapter``)::
 
-    python -m reprolib.chapters run NAME [--profile P] [-p KEY VALUE ...] [--no-cache] [--out DIR]
-    python -m reprolib.chapters run-all [--profile P] [--no-cache] [--out DIR] [--only NAME ...]
-    python -m reprolib.chapters params NAME        # the chapter's parameters, per profile
-    python -m reprolib.chapters check [--chapters DIR]
-    python -m reprolib.chapters build [--chapters DIR] [--output DIR] [--allow-stale]
-    python -m reprolib.chapters browse [--html DIR] [--screenshots DIR]
+    python -m reprolib.book.runner run NAME [--profile P] [-p KEY VALUE ...] [--no-cache] [--out DIR]
+    python -m reprolib.book.runner run-all [--profile P] [--no-cache] [--out DIR] [--only NAME ...]
+    python -m reprolib.book.runner params NAME        # the chapter's parameters, per profile
+    python -m reprolib.book.runner check [--chapters DIR]
+    python -m reprolib.book.runner build [--chapters DIR] [--output DIR] [--allow-stale]
+    python -m reprolib.book.runner browse [--html DIR] [--screenshots DIR]
 
 ``-p KEY VALUE`` values are read as Python literals (``512``, ``0.5``, ``"[0.1, 0.3]"``,
 ``True``); anything else is a string (``-p device cpu``).
@@ -41,8 +41,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import tqdm  # noqa: F401  (imported before the kernel's environment is set; see _kernel_env)
 
-from . import paths
-from .files import atomic_open
+from .. import paths
+from ..files import atomic_open
 from .params import PROFILES, ParameterError, Params, Spec
 
 #: The checkout's folders (``None`` outside a source checkout).
@@ -66,7 +66,8 @@ PROVENANCE_TAG = "provenance"
 _PROBE_TAG = "reprolib-provenance-probe"
 _PROBE = """\
 import json as _json
-from reprolib import cache as _cache, params as _params, provenance as _provenance
+from reprolib import cache as _cache
+from reprolib.book import params as _params, provenance as _provenance
 _resolved = [_v for _v in list(globals().values()) if isinstance(_v, _params.Params)]
 print("REPROLIB-PROVENANCE " + _json.dumps({**_provenance.collect(_resolved[0].as_dict() if _resolved else None),
                                             "cache": _cache.stats()}))
@@ -168,13 +169,13 @@ def _exec_parameter_cells(nb, name: str, profile: str, overrides: Mapping[str, A
     specs = [v for v in ns.values() if isinstance(v, Spec)]
     resolved = [v for v in ns.values() if isinstance(v, Params)]
     if len(specs) != 1 or len(resolved) != 1:
-        raise ChapterError(f"The cell after {name!r}'s parameters cell must define one reprolib.params.Spec "
+        raise ChapterError(f"The cell after {name!r}'s parameters cell must define one reprolib.book.params.Spec "
                            "and resolve it: `SPEC = Spec(...)`, `params = SPEC.resolve(globals())`.")
     return specs[0], resolved[0]
 
 
 def spec(name: str) -> Spec:
-    """The chapter's :class:`~reprolib.params.Spec` (read from its source)."""
+    """The chapter's :class:`~reprolib.book.params.Spec` (read from its source)."""
     nb = load_source(name)
     return _exec_parameter_cells(nb, name, "cpu", {})[0]
 
@@ -211,7 +212,7 @@ def validate(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | Non
 
 def command(name: str, profile: str, overrides: Mapping[str, Any] | None = None) -> str:
     """The command line that (re-)runs a chapter with these parameters."""
-    parts = ["python -m reprolib.chapters run", name, "--profile", profile]
+    parts = ["python -m reprolib.book.runner run", name, "--profile", profile]
     for key, value in (overrides or {}).items():
         parts += ["-p", key, shlex.quote(repr(value) if not isinstance(value, str) else value)]
     return " ".join(parts)
@@ -559,7 +560,7 @@ def _image_outputs(nb_path: Path) -> int:
 # ----------------------------------------------------------------------------- command line
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reprolib.chapters",
+    parser = argparse.ArgumentParser(prog="python -m reprolib.book.runner",
                                      description="Run the book's chapters and build the book.")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
@@ -606,7 +607,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``reprolib-chapter`` / ``python -m reprolib.chapters`` command."""
+    """The ``reprolib-chapter`` / ``python -m reprolib.book.runner`` command."""
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "run":

@@ -11,11 +11,11 @@ import math
 import torch
 from torch import Tensor
 
-from .attacks.core import Counter, check_inputs
-from .attacks.jacobian import difference_ratios, margin_jacobian, other_classes
-from .models.classifier import Classifier
+from ..attacks.core import Counter, check_inputs
+from ..attacks.ops.jacobian import difference_ratios, margin_jacobian, other_classes
+from ..models.classifier import Classifier
 
-__all__ = ["fooling_ratio", "rho_1", "rho_2", "rho_2_per_input", "deepfool_fooling_curve", "eps_99",
+__all__ = ["fooling_ratio", "margin_gradients", "rho_1", "rho_2", "rho_2_per_input", "deepfool_fooling_curve", "eps_99",
            "robust_accuracy"]
 
 
@@ -59,6 +59,23 @@ def rho_1(r_norms: Tensor, x: Tensor, fooled: Tensor, p: float = math.inf) -> fl
     return float((r_norms.flatten()[fooled] / xn[fooled]).mean())
 
 
+def margin_gradients(model: Classifier, x: Tensor, y: Tensor, *, proxy: str = "logits") -> tuple[Tensor, Tensor]:
+    """The linearised margins of each input to every other class: ``df = f_y − f_j`` (N, K − 1)
+    and ``dg = ∇f_y − ∇f_j`` ``(N, K − 1, *input_shape)``, for the classes j ≠ y in increasing
+    order, at ``x`` (document 001, eq. 3 and §II). ``proxy`` is ``"logits"`` (the authors'
+    code) or ``"softmax"``. One forward and K − 1 backward passes per input; both detached.
+
+    Raises:
+        AttackInputError: for inputs or labels the model cannot take.
+    """
+    check_inputs(model, x, y)
+    dev = model.device
+    x, y = x.to(dev), y.to(dev).long()
+    _, df, dg = margin_jacobian(Counter(model, len(x), dev), x, y, other_classes(y, model.num_classes),
+                                proxy=proxy)
+    return df.detach(), dg.detach()
+
+
 @torch.no_grad()
 def rho_2_per_input(model: Classifier, x: Tensor, y: Tensor, *, p: float = math.inf,
                     definition: str = "code", proxy: str = "logits", batch_size: int = 256) -> Tensor:
@@ -78,10 +95,7 @@ def rho_2_per_input(model: Classifier, x: Tensor, y: Tensor, *, p: float = math.
     dev = model.device
     vals = []
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
-        counter = Counter(model, len(xb), dev)
-        others = other_classes(yb, model.num_classes)
-        out, df, dg = margin_jacobian(counter, xb, yb, others, proxy=proxy)
+        df, dg = margin_gradients(model, x[i:i + batch_size], y[i:i + batch_size], proxy=proxy)
         ratios = difference_ratios(df, dg, p, absolute=False)
         if definition == "code":
             vals.append(ratios.min(1).values)

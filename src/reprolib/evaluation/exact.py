@@ -64,15 +64,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .attacks.core import check_inputs
-from .attacks.fgsm import norm_order
-from .models.classifier import Classifier
+from ..attacks.core import check_inputs
+from ..attacks.ops import norms
+from ..models.classifier import Classifier
 
-__all__ = ["ExactResult", "UnsupportedModelError", "affine_layers", "minimal_perturbation"]
+__all__ = ["ExactResult", "UnsupportedModelError", "affine_layers", "linearized_margin_lp", "minimal_perturbation"]
 
 #: Widening of every interval bound, relative, so float rounding never cuts off a feasible point.
 _BOUND_SLACK = 1e-6
@@ -127,7 +127,7 @@ def affine_layers(model: Classifier) -> list[tuple[np.ndarray, np.ndarray]]:
     optional leading ``Flatten`` and ``Linear`` layers separated by single ``ReLU`` s, ending
     with a ``Linear``, whose sizes match the model's input and classes.
     """
-    expected = ("reprolib.exact needs Classifier(nn.Sequential([nn.Flatten(),] nn.Linear, nn.ReLU, ..., "
+    expected = ("reprolib.evaluation.exact needs Classifier(nn.Sequential([nn.Flatten(),] nn.Linear, nn.ReLU, ..., "
                 "nn.Linear))")
     if not isinstance(model, Classifier):
         raise UnsupportedModelError(f"{expected}; got {type(model).__name__}.")
@@ -433,9 +433,9 @@ def minimal_perturbation(model: Classifier, x: Tensor, y: Tensor, *, norm="linf"
     forward pass of ``model`` (``margin``, ``verified``).
     """
     check_inputs(model, x, y)
-    order = norm_order(norm)
+    order = norms.order(norm)
     if order not in (1.0, math.inf):
-        raise ValueError(f"reprolib.exact solves l∞ and l1 (linear programs); got norm {norm!r}.")
+        raise ValueError(f"reprolib.evaluation.exact solves l∞ and l1 (linear programs); got norm {norm!r}.")
     if disjunction not in ("per_class", "selector"):
         raise ValueError(f"disjunction must be 'per_class' or 'selector', not {disjunction!r}.")
     if margin < 0 or time_limit <= 0 or not 0 <= rel_gap < 1:
@@ -531,3 +531,32 @@ def _solve_one(model: Classifier, layers, x_t: Tensor, y: int, order: float, ub:
     return ExactResult(value, bound, (value - bound) / value if value > 0 else 0.0,
                        "time_limit" if timed_out else "optimal",
                        delta, best_target, _margin(out, y), int(out.argmax()) != y, unstable, seconds, programs)
+
+
+def linearized_margin_lp(L: float, g: Tensor, eps: float, norm="linf") -> float:
+    """The optimum of ``min_η L + ηᵀg  s.t.  ‖η‖_p ≤ ε`` by a linear program (HiGHS), for
+    checking the closed form ``L − ε‖g‖_q`` of document 001's Proposition 2 (GNII, eqs. 6–7).
+
+    ``p = ∞`` is a box; ``p = 1`` splits ``η = u − v`` with ``u, v ≥ 0`` and ``Σ(u + v) ≤ ε``.
+
+    Args:
+        L: the margin at the point.
+        g: its gradient, any shape (flattened).
+        eps: the radius ε ≥ 0.
+        norm: ``"linf"`` or ``"l1"`` (or ∞, 1).
+
+    Raises:
+        ValueError: for another norm, or when HiGHS does not report an optimum.
+    """
+    p = norms.order(norm)
+    c = g.detach().double().flatten().cpu().numpy()
+    if math.isinf(p):
+        sol = linprog(c, bounds=[(-eps, eps)] * len(c), method="highs")
+    elif p == 1:
+        sol = linprog(np.concatenate([c, -c]), A_ub=np.ones((1, 2 * len(c))), b_ub=[eps],
+                      bounds=[(0, None)] * (2 * len(c)), method="highs")
+    else:
+        raise ValueError(f"linearized_margin_lp solves l∞ and l1 (linear programs); got norm {norm!r}.")
+    if sol.status != 0:
+        raise ValueError(f"HiGHS did not solve the linear program: {sol.message}")
+    return float(L) + float(sol.fun)

@@ -37,7 +37,7 @@ seeded with ``seed`` before every library run.
 The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known difference:
 
 * ``cw_l2`` C&W L2 with a binary search on c: reprolib ``cw_l2``, Foolbox ``L2CarliniWagnerAttack``, ART ``CarliniL2Method``.
-  binary_search_steps 5, max_iterations 100, initial_const 0.1, learning_rate 0.05 / 0.01,
+  binary_search_steps 5, steps 100, initial_const 0.1, step_size 0.05 / 0.01,
   confidence 0, abort_early on (ART has no abort). Foolbox: the same algorithm (tanh variables,
   Adam in Kingma & Ba's form, ×10 then bisection search), but abort-early compares the loss
   *summed over the batch* (reprolib: per input), the distance is to tanh(arctanh(x·0.999999))
@@ -49,14 +49,14 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   *distinct label in the batch* over the whole batch; no abort-early; c doubles (not ×10)
   until the first success, then moves by half the bracket.
 * ``cw_l2_fixed_c`` one outer step at a fixed c (torchattacks has no binary search): reprolib ``cw_l2(binary_search_steps=1)``, Foolbox and ART with one search step, torchattacks ``CW``.
-  const 1.0, steps 100, learning_rate 0.05 / 0.01, confidence 0, abort_early on. torchattacks:
+  const 1.0, steps 100, step_size 0.05 / 0.01, confidence 0, abort_early on. torchattacks:
   ``w`` starts at arctanh(2x − 1) *without* the 0.999999 shrink, so pixels at exactly 0 or 1
   (most of MNIST) start at ±inf and can never move; the best other class is masked with 0,
   not −inf (wrong when the other logits are negative); abort-early compares the summed
   batch cost every steps/10 steps and returns for the whole batch as soon as it rises.
 * ``ead`` EAD (elastic net, FISTA): reprolib ``ead``, Foolbox ``EADAttack``, ART ``ElasticNet``.
   beta 1e-3, binary_search_steps 5, steps 100, initial_const 0.1, lr 0.01 (decayed as
-  lr·(1 − k/steps)^½ by all three), kappa 0, decision rule EN, abort_early off (ART has none).
+  step_size·(1 − k/steps)^½ by all three), confidence 0, decision rule EN, abort_early off (ART has none).
   Momentum: reprolib (k+1)/(k+4) (the authors' TF code), Foolbox and ART k/(k+3) (Alg. 4 as
   printed). Foolbox returns blank images for failures, replaced by x as for C&W; its
   abort-early (off here) would compare the summed batch loss. ART: success of an iterate by
@@ -64,7 +64,7 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   distance term included, is set to 0, so only the shrinkage moves it; each iteration is a
   predict plus two ``class_gradient`` calls (backward per distinct label in the batch) plus a
   predict of the new iterate.
-* ``deepfool_l2`` DeepFool l2: reprolib ``deepfool(p=2)``, Foolbox ``L2DeepFoolAttack``, torchattacks ``DeepFool``, ART ``DeepFool``.
+* ``deepfool_l2`` DeepFool l2: reprolib ``deepfool(norm="l2")``, Foolbox ``L2DeepFoolAttack``, torchattacks ``DeepFool``, ART ``DeepFool``.
   steps 50, overshoot 0.02, candidates 10 (all classes of MNIST/CIFAR-10). reprolib runs
   ``overshoot_mode="total"``, Foolbox's algorithm: x0 + 1.02·Σr_t clipped, 1e-4 added to each
   step. Foolbox: a forward pass per candidate class and step (reprolib: one forward, C − 1
@@ -74,7 +74,7 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   ``"per_step"`` mode), no 1e-4. ART: the gradients of all classes of all images in the batch
   every step, the overshoot applied once at the end to the clipped total, no 1e-4, a small
   1e-7 in the denominators.
-* ``deepfool_linf`` DeepFool l∞: reprolib ``deepfool(p=inf)``, Foolbox ``LinfDeepFoolAttack``.
+* ``deepfool_linf`` DeepFool l∞: reprolib ``deepfool(norm="linf")``, Foolbox ``LinfDeepFoolAttack``.
   As ``deepfool_l2``; ART and torchattacks have no l∞ DeepFool.
 * ``pgd_linf`` PGD l∞: reprolib ``pgd(norm="linf")``, Foolbox ``LinfPGD``, torchattacks ``PGD``, ART ``ProjectedGradientDescent(norm=inf)``.
   eps 0.15 / 1/255, steps 40 / 20, step_size 2.5·eps/steps, no random start (every library
@@ -87,8 +87,8 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   eps 0.2 / 1/255, one step x + ε·sign(∇CE), clipped. The same algorithm everywhere
   (torchattacks and ART use the batch-mean CE, which has the same sign).
 * ``zoo`` ZOO-ADAM (black box): reprolib ``zoo``, ART ``ZooAttack``; the settings of ``benchmarks/zoo_vs_art.py``.
-  binary_search_steps 1, max_iterations 50, initial_const 10, learning_rate 0.1, B = 128
-  coordinates per iteration, h 1e-4, early abort every max_iterations // 10 iterations (ART's
+  binary_search_steps 1, steps 50, initial_const 10, step_size 0.1, B = 128
+  coordinates per iteration, h 1e-4, early abort every steps // 10 iterations (ART's
   fixed rule), full attack space (ART's ``use_resize``/``use_importance`` off, reprolib no
   tanh, no resize, no importance sampling), κ 0, ART ``batch_size`` 1. ART's loss uses
   logits, it clips the *noise* to the clip values (so it can only brighten pixels), and it
@@ -105,13 +105,13 @@ Use::
 
     python benchmarks/peers.py                              # every pair, cw_mnist (500) and cw_cifar (200)
     python benchmarks/peers.py --models cw_mnist --images 10 --pairs fgsm pgd_linf
-    python benchmarks/peers.py --pairs cw_l2 --set cw_l2.max_iterations=20 --libraries reprolib foolbox
+    python benchmarks/peers.py --pairs cw_l2 --set cw_l2.steps=20 --libraries reprolib foolbox
 
 From Python::
 
-    from reprolib import bench
-    rows = bench.run(["fgsm", "deepfool_l2"], "cw_mnist", 50)
-    print(bench.table(rows))
+    from reprolib.evaluation import peers
+    rows = peers.run(["fgsm", "deepfool_l2"], "cw_mnist", 50)
+    print(peers.table(rows))
 """
 from __future__ import annotations
 
@@ -135,11 +135,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import attacks, cache, data, models
-from .attacks.core import AttackResult, lp_norms, recheck
-from .device import hardware_summary
-from .models import Classifier
-from .paths import REPO_ROOT
+from .. import attacks, cache, data, models
+from ..attacks.core import AttackResult, recheck
+from ..attacks.ops.norms import lp_norms
+from ..device import hardware_summary
+from ..models import Classifier
+from ..paths import REPO_ROOT
 
 #: Where the command line writes its JSON by default: the checkout's ``benchmarks/results``.
 RESULTS = REPO_ROOT / "benchmarks" / "results" if REPO_ROOT is not None else Path("benchmark-results")
@@ -264,9 +265,9 @@ def _art_batch(s: dict, x: Tensor) -> int:
     return int(s.get("art_batch_size") or len(x))
 
 
-def _reprolib(fn_name: str, module: str, mapping: Callable[[dict], dict]):
+def _reprolib(fn_name: str, mapping: Callable[[dict], dict]):
     def build(model, s, x, y):
-        fn = getattr(importlib.import_module(f"reprolib.attacks.{module}"), fn_name)
+        fn = getattr(attacks, fn_name)
         kw = mapping(s)
         return kw, lambda xb, yb: (fn(model, xb, yb, **kw), {})
     return build
@@ -274,15 +275,15 @@ def _reprolib(fn_name: str, module: str, mapping: Callable[[dict], dict]):
 
 # C&W L2 ---------------------------------------------------------------------------------
 def _cw_ours(s):
-    return dict(binary_search_steps=s["binary_search_steps"], max_iterations=s["max_iterations"],
-                initial_const=s["initial_const"], learning_rate=s["learning_rate"],
+    return dict(binary_search_steps=s["binary_search_steps"], steps=s["steps"],
+                initial_const=s["initial_const"], step_size=s["step_size"],
                 confidence=s["confidence"], abort_early=s["abort_early"])
 
 
 def _fb_cw(model, s, x, y):
     fb, fmodel = _foolbox(model)
-    kw = dict(binary_search_steps=s["binary_search_steps"], steps=s["max_iterations"],
-              stepsize=s["learning_rate"], confidence=s["confidence"], initial_const=s["initial_const"],
+    kw = dict(binary_search_steps=s["binary_search_steps"], steps=s["steps"],
+              stepsize=s["step_size"], confidence=s["confidence"], initial_const=s["initial_const"],
               abort_early=s["abort_early"])
     attack = fb.attacks.L2CarliniWagnerAttack(**kw)
     return kw, lambda xb, yb: _foolbox_call(attack, fmodel, xb, yb, None, blank=True)
@@ -291,21 +292,21 @@ def _fb_cw(model, s, x, y):
 def _art_cw(model, s, x, y):
     from art.attacks.evasion import CarliniL2Method
 
-    kw = dict(confidence=s["confidence"], learning_rate=s["learning_rate"],
-              binary_search_steps=s["binary_search_steps"], max_iter=s["max_iterations"],
+    kw = dict(confidence=s["confidence"], learning_rate=s["step_size"],
+              binary_search_steps=s["binary_search_steps"], max_iter=s["steps"],
               initial_const=s["initial_const"], batch_size=_art_batch(s, x), verbose=False)
     attack = CarliniL2Method(_art_classifier(model), **kw)
     return kw, lambda xb, yb: _art_call(attack, xb, yb)
 
 
 def _cw_fixed(s):
-    return dict(s, binary_search_steps=1, initial_const=s["const"], max_iterations=s["steps"])
+    return dict(s, binary_search_steps=1, initial_const=s["const"])
 
 
 def _ta_cw(model, s, x, y):
     import torchattacks
 
-    kw = dict(c=s["const"], kappa=s["confidence"], steps=s["steps"], lr=s["learning_rate"])
+    kw = dict(c=s["const"], kappa=s["confidence"], steps=s["steps"], lr=s["step_size"])
     attack = torchattacks.CW(model, **kw)
     return kw, lambda xb, yb: (attack(xb, yb), {})
 
@@ -313,14 +314,14 @@ def _ta_cw(model, s, x, y):
 # EAD ------------------------------------------------------------------------------------
 def _ead_ours(s):
     return dict(beta=s["beta"], binary_search_steps=s["binary_search_steps"], steps=s["steps"],
-                initial_const=s["initial_const"], lr=s["lr"], kappa=s["kappa"],
-                decision_rule=s["decision_rule"], abort_early=s["abort_early"], method="fista")
+                initial_const=s["initial_const"], step_size=s["step_size"], confidence=s["confidence"],
+                decision_rule=s["decision_rule"], abort_early=s["abort_early"], solver="fista")
 
 
 def _fb_ead(model, s, x, y):
     fb, fmodel = _foolbox(model)
-    kw = dict(binary_search_steps=s["binary_search_steps"], steps=s["steps"], initial_stepsize=s["lr"],
-              confidence=s["kappa"], initial_const=s["initial_const"], regularization=s["beta"],
+    kw = dict(binary_search_steps=s["binary_search_steps"], steps=s["steps"], initial_stepsize=s["step_size"],
+              confidence=s["confidence"], initial_const=s["initial_const"], regularization=s["beta"],
               decision_rule=s["decision_rule"], abort_early=s["abort_early"])
     attack = fb.attacks.EADAttack(**kw)
     return kw, lambda xb, yb: _foolbox_call(attack, fmodel, xb, yb, None, blank=True)
@@ -329,7 +330,7 @@ def _fb_ead(model, s, x, y):
 def _art_ead(model, s, x, y):
     from art.attacks.evasion import ElasticNet
 
-    kw = dict(confidence=s["kappa"], learning_rate=s["lr"], binary_search_steps=s["binary_search_steps"],
+    kw = dict(confidence=s["confidence"], learning_rate=s["step_size"], binary_search_steps=s["binary_search_steps"],
               max_iter=s["steps"], beta=s["beta"], initial_const=s["initial_const"],
               batch_size=_art_batch(s, x), decision_rule=s["decision_rule"], verbose=False)
     attack = ElasticNet(_art_classifier(model), **kw)
@@ -339,7 +340,7 @@ def _art_ead(model, s, x, y):
 # DeepFool -------------------------------------------------------------------------------
 def _df_ours(p):
     def mapping(s):
-        return dict(p=p, steps=s["steps"], overshoot=s["overshoot"], candidates=s["candidates"],
+        return dict(norm=p, steps=s["steps"], overshoot=s["overshoot"], candidates=s["candidates"],
                     overshoot_mode="total")
     return mapping
 
@@ -374,7 +375,7 @@ def _art_deepfool(model, s, x, y):
 def _pgd_ours(norm):
     def mapping(s):
         return dict(eps=s["eps"], norm=norm, steps=s["steps"], step_size=s["step_size"],
-                    random_start=False, loss="ce", early_stop=False)
+                    random_start=False, loss="ce", stop_at_success=False)
     return mapping
 
 
@@ -433,8 +434,8 @@ def _art_fgsm(model, s, x, y):
 # ZOO ------------------------------------------------------------------------------------
 def _zoo_ours(s):
     return dict(binary_search_steps=s["binary_search_steps"], initial_const=s["initial_const"],
-                max_iterations=s["max_iterations"], learning_rate=s["learning_rate"],
-                coords_per_iter=s["coords_per_iter"], h=s["h"], early_stop_iters=s["early_stop_iters"],
+                steps=s["steps"], step_size=s["step_size"],
+                coords_per_iter=s["coords_per_iter"], h=s["h"], abort_early_every=s["abort_early_every"],
                 abort_early=True, confidence=s["confidence"], use_tanh=False, attack_space=None,
                 importance_sampling=False, seed=s["seed"])
 
@@ -442,8 +443,8 @@ def _zoo_ours(s):
 def _art_zoo(model, s, x, y):
     from art.attacks.evasion import ZooAttack
 
-    kw = dict(confidence=s["confidence"], targeted=False, learning_rate=s["learning_rate"],
-              max_iter=s["max_iterations"], binary_search_steps=s["binary_search_steps"],
+    kw = dict(confidence=s["confidence"], targeted=False, learning_rate=s["step_size"],
+              max_iter=s["steps"], binary_search_steps=s["binary_search_steps"],
               initial_const=s["initial_const"], abort_early=True, use_resize=False, use_importance=False,
               nb_parallel=s["coords_per_iter"], batch_size=_art_batch(s, x), variable_h=s["h"], verbose=False)
     attack = ZooAttack(_art_classifier(model), **kw)
@@ -465,7 +466,7 @@ class Pair:
 
     def settings(self, dataset: str, overrides: dict | None = None) -> dict:
         """The pair's settings for ``dataset`` with ``overrides``; derived values
-        (``step_size=None`` → 2.5·eps/steps, ``early_stop_iters=None`` → max_iterations // 10)
+        (``step_size=None`` → 2.5·eps/steps, ``abort_early_every=None`` → steps // 10)
         are filled in after the overrides."""
         if dataset not in self.defaults:
             raise ValueError(f"pair {self.name!r} has no settings for dataset {dataset!r}; "
@@ -477,8 +478,8 @@ class Pair:
         s.update(overrides or {})
         if "step_size" in s and s["step_size"] is None:
             s["step_size"] = 2.5 * s["eps"] / max(s["steps"], 1)
-        if "early_stop_iters" in s and s["early_stop_iters"] is None:
-            s["early_stop_iters"] = s["max_iterations"] // 10 if s["max_iterations"] >= 10 else s["max_iterations"]
+        if "abort_early_every" in s and s["abort_early_every"] is None:
+            s["abort_early_every"] = s["steps"] // 10 if s["steps"] >= 10 else s["steps"]
         return s
 
 
@@ -490,49 +491,49 @@ def _per(mnist: dict, cifar10: dict, **common) -> dict:
     return {"mnist": dict(common, **mnist), "cifar10": dict(common, **cifar10)}
 
 
-_CW = dict(binary_search_steps=5, max_iterations=100, initial_const=0.1, confidence=0.0, abort_early=True,
+_CW = dict(binary_search_steps=5, steps=100, initial_const=0.1, confidence=0.0, abort_early=True,
            art_batch_size=None)
 _DF = dict(steps=50, overshoot=0.02, candidates=10, art_batch_size=None)
 _PGD = dict(step_size=None, art_batch_size=None)
 
 PAIRS: dict[str, Pair] = {p.name: p for p in (
     Pair("cw_l2", "C&W L2", "l2",
-         _per({"learning_rate": 0.05}, {"learning_rate": 0.01}, **_CW),
-         {"reprolib": _reprolib("cw_l2", "cw", _cw_ours), "foolbox": _fb_cw, "art": _art_cw}),
+         _per({"step_size": 0.05}, {"step_size": 0.01}, **_CW),
+         {"reprolib": _reprolib("cw_l2", _cw_ours), "foolbox": _fb_cw, "art": _art_cw}),
     Pair("cw_l2_fixed_c", "C&W L2, one c", "l2",
-         _per({"learning_rate": 0.05}, {"learning_rate": 0.01}, const=1.0, steps=100, confidence=0.0,
+         _per({"step_size": 0.05}, {"step_size": 0.01}, const=1.0, steps=100, confidence=0.0,
               abort_early=True, art_batch_size=None),
-         {"reprolib": _reprolib("cw_l2", "cw", lambda s: _cw_ours(_cw_fixed(s))),
+         {"reprolib": _reprolib("cw_l2", lambda s: _cw_ours(_cw_fixed(s))),
           "foolbox": lambda m, s, x, y: _fb_cw(m, _cw_fixed(s), x, y),
           "torchattacks": _ta_cw,
           "art": lambda m, s, x, y: _art_cw(m, _cw_fixed(s), x, y)}),
     Pair("ead", "EAD (EN rule)", "l1",
-         _same(beta=1e-3, binary_search_steps=5, steps=100, initial_const=0.1, lr=0.01, kappa=0.0,
+         _same(beta=1e-3, binary_search_steps=5, steps=100, initial_const=0.1, step_size=0.01, confidence=0.0,
                decision_rule="EN", abort_early=False, art_batch_size=None),
-         {"reprolib": _reprolib("ead", "ead", _ead_ours), "foolbox": _fb_ead, "art": _art_ead}),
+         {"reprolib": _reprolib("ead", _ead_ours), "foolbox": _fb_ead, "art": _art_ead}),
     Pair("deepfool_l2", "DeepFool l2", "l2", _same(**_DF),
-         {"reprolib": _reprolib("deepfool", "deepfool", _df_ours(2)),
+         {"reprolib": _reprolib("deepfool", _df_ours(2)),
           "foolbox": _fb_deepfool("L2DeepFoolAttack"), "torchattacks": _ta_deepfool, "art": _art_deepfool}),
     Pair("deepfool_linf", "DeepFool l∞", "linf", _same(**_DF),
-         {"reprolib": _reprolib("deepfool", "deepfool", _df_ours(math.inf)),
+         {"reprolib": _reprolib("deepfool", _df_ours(math.inf)),
           "foolbox": _fb_deepfool("LinfDeepFoolAttack")}),
     Pair("pgd_linf", "PGD l∞", "linf",
          _per({"eps": 0.15, "steps": 40}, {"eps": 1 / 255, "steps": 20}, **_PGD),
-         {"reprolib": _reprolib("pgd", "pgd", _pgd_ours("linf")), "foolbox": _fb_pgd("LinfPGD"),
+         {"reprolib": _reprolib("pgd", _pgd_ours("linf")), "foolbox": _fb_pgd("LinfPGD"),
           "torchattacks": _ta_pgd("PGD"), "art": _art_pgd(np.inf)}),
     Pair("pgd_l2", "PGD l2", "l2",
          _per({"eps": 1.5, "steps": 40}, {"eps": 0.1, "steps": 20}, **_PGD),
-         {"reprolib": _reprolib("pgd", "pgd", _pgd_ours("l2")), "foolbox": _fb_pgd("L2PGD"),
+         {"reprolib": _reprolib("pgd", _pgd_ours("l2")), "foolbox": _fb_pgd("L2PGD"),
           "torchattacks": _ta_pgd("PGDL2"), "art": _art_pgd(2)}),
     Pair("fgsm", "FGSM", "linf",
          _per({"eps": 0.2}, {"eps": 1 / 255}, art_batch_size=None),
-         {"reprolib": _reprolib("fgsm", "fgsm", lambda s: {"eps": s["eps"]}), "foolbox": _fb_fgsm,
+         {"reprolib": _reprolib("fgsm", lambda s: {"eps": s["eps"]}), "foolbox": _fb_fgsm,
           "torchattacks": _ta_fgsm, "art": _art_fgsm}),
     Pair("zoo", "ZOO-ADAM", "l2",
-         _same(binary_search_steps=1, max_iterations=50, initial_const=10.0, learning_rate=0.1,
-               coords_per_iter=128, h=1e-4, early_stop_iters=None, confidence=0.0, seed=SEED,
+         _same(binary_search_steps=1, steps=50, initial_const=10.0, step_size=0.1,
+               coords_per_iter=128, h=1e-4, abort_early_every=None, confidence=0.0, seed=SEED,
                art_batch_size=1),
-         {"reprolib": _reprolib("zoo", "zoo", _zoo_ours), "art": _art_zoo}),
+         {"reprolib": _reprolib("zoo", _zoo_ours), "art": _art_zoo}),
 )}
 
 
@@ -655,7 +656,7 @@ def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | No
             200 CIFAR-10); ignored when ``images=(x, y)`` is given.
         dataset: ``"mnist"`` or ``"cifar10"``; inferred from the model's input shape.
         libraries: which of :data:`LIBRARIES` to run (default all); reprolib always runs.
-        settings: overrides per pair, e.g. ``{"cw_l2": {"max_iterations": 20}}``.
+        settings: overrides per pair, e.g. ``{"cw_l2": {"steps": 20}}``.
         seed: numpy and torch are seeded with it before every library run.
         name: the model's name in the rows (default: the zoo name, else the network's class).
         resume: keep every finished (pair, library) row in reprolib's cache
@@ -773,7 +774,7 @@ def main(argv=None) -> dict:
                    help="libraries (default all; reprolib always runs)")
     p.add_argument("--images", type=int, default=None, help="images per model (default 500 MNIST, 200 CIFAR-10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PAIR.SETTING=VALUE",
-                   help="override a pair's setting, e.g. --set cw_l2.max_iterations=20 (repeatable)")
+                   help="override a pair's setting, e.g. --set cw_l2.steps=20 (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/peers.json)")

@@ -14,7 +14,7 @@ validate overrides before it starts a kernel, so a bad parameter stops the run b
 is written::
 
     # %%
-    from reprolib.params import Param, Spec
+    from reprolib.book.params import Param, Spec
     SPEC = Spec(
         Param("n_images", int, smoke=16, cpu=512, paper=1000, lo=1, doc="images attacked"),
         Param("seed", int, smoke=0, cpu=0, paper=0, lo=0, doc="seed of every random draw"),
@@ -34,13 +34,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 #: The profiles every chapter defines, from cheapest to most expensive.
 PROFILES = ("smoke", "cpu", "paper")
-
-#: What each profile is for (shown in error messages and the book's introduction).
-PROFILE_DOCS = {
-    "smoke": "CI check: every code path once, under 3 minutes per chapter on 2 CPU cores",
-    "cpu": "the reproduction the book shows: at most about 60 minutes per chapter on 2 CPU cores",
-    "paper": "the document's full scale, for a GPU",
-}
 
 #: Value types a parameter may declare. ``"list[float]"`` and ``"list[int]"`` are grids.
 TYPES = (int, float, str, bool, "list[float]", "list[int]")
@@ -311,6 +304,6 @@ class Spec:
 
 def torch_device(value: str | None):
     """The torch device a ``device`` knob names (``"auto"``/``None``: CUDA when present)."""
-    from .device import resolve
+    from ..device import resolve
 
     return resolve(None if value in (None, "auto") else value)

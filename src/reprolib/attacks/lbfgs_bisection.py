@@ -1,29 +1,33 @@
 """Box-constrained L-BFGS-B attack with a search on the penalty constant (document 000).
 
-Tabacof & Valle (2016) solve, per image, the penalised problem
+Source: P. Tabacof and E. Valle, "Exploring the Space of Adversarial Images", IJCNN 2016,
+https://arxiv.org/abs/1510.05328: the penalised problem (§II-A, Eq. 2) and Algorithm 1 (§II-B);
+the authors' code ``tabacof/adversarial`` (``adversarial.lua``, Torch7 with Nocedal's Fortran
+L-BFGS-B). Per image they solve
 
     minimise  ‖D‖ + C · H(p(X + D), p^A)    subject to  L ≤ X + D ≤ U
 
 with L-BFGS-B (15 corrections, 150 iterations) and search C by doubling, then bisection.
-Two variants, selected by ``variant`` (card 000, §2.2 and §2.3):
+Two variants, selected by ``variant``:
 
 ``"paper"`` — Algorithm 1 of the paper.
     Objective ``‖D‖₂ + C·CE`` (``norm="l2"``, a safe norm √(‖D‖² + 1e-12) so the gradient
-    at D = 0 exists; ``norm="l2sq"`` uses ‖D‖₂²). C ← ε, then doubled until the solution is
-    classified as the target (at most ``max_doublings`` times); then bisection on
-    [0, C] while C_high − C_low ≥ ε. Each solve warm-starts from the previous solve's optimum
+    at D = 0 exists; ``norm="l2sq"`` uses ‖D‖₂²). C ← ``initial_const`` (the paper's ε), then
+    doubled until the solution is classified as the target (at most ``max_doublings`` times);
+    then bisection on [0, C] while C_high − C_low ≥ ``const_tol`` (the paper's ε again; the two
+    roles are two settings here). Each solve warm-starts from the previous solve's optimum
     (``warm_start=False`` starts every solve from D = 0). Returns the D of the last successful
     solve. L-BFGS-B caps 150 *iterations* (scipy ``maxiter``).
 ``"code"`` — what the authors' public code (HEAD) does.
     Objective ``CE + C′·‖D‖₂²``, with ‖D‖ measured in the model's normalised units
-    (D / std), as the authors' D lived in (pixel − mean)/std. C′ starts at 0.01 and is
-    multiplied by 10 (warm-starting implicitly) until the solution is classified as the
-    *original* class; that C′ is C′_max, C′_min = 0. Bisection while C′_max − C′_min >
-    C′_max/10, every solve from D = 0: target → C′_min ← mid, else C′_max ← mid. Then one
-    more solve from D = 0 at the C′_min recorded *before* the last update (the code's
-    off-by-one; 0 when no midpoint succeeded). Each solve stops after 150 *function
-    evaluations*, even inside a line search, and its result is the last evaluated point
-    (the authors' Lua wrapper around Fortran L-BFGS-B).
+    (D / std), as the authors' D lived in (pixel − mean)/std. C′ starts at ``initial_const``
+    (0.01) and is multiplied by ``const_growth`` (10), warm-starting implicitly, until the
+    solution is classified as the *original* class; that C′ is C′_max, C′_min = 0. Bisection
+    while C′_max − C′_min > C′_max · ``const_rel_tol`` (1/10), every solve from D = 0:
+    target → C′_min ← mid, else C′_max ← mid. Then one more solve from D = 0 at the C′_min
+    recorded *before* the last update (the code's off-by-one; 0 when no midpoint succeeded).
+    Each solve stops after 150 *function evaluations*, even inside a line search, and its result
+    is the last evaluated point (the authors' Lua wrapper around Fortran L-BFGS-B).
 
 Both use L-BFGS-B with m = 15 and scipy's default ftol/gtol (= the code's factr 1e7,
 pgtol 1e-5), on float64 copies of the loss and gradient. Success is strict: the target's
@@ -53,9 +57,15 @@ from scipy.optimize import Bounds, minimize
 from torch import Tensor
 
 from ..models.classifier import Classifier
-from .core import AttackResult, Counter, finish, start
+from .core import AttackResult, Counter, attack, finish, start
+from .ops import checks
 
 _SAFE_NORM_DELTA = 1e-12
+VARIANTS = ("paper", "code")
+#: ``norm`` of the paper variant: the objective's ‖D‖₂ or ‖D‖₂².
+OBJECTIVE_NORMS = ("l2", "l2sq")
+#: The first C of each variant: the paper's ε (its value is not given; 1e-3) and the code's 0.01.
+INITIAL_CONST = {"paper": 1e-3, "code": 0.01}
 
 
 class _Abort(Exception):
@@ -137,6 +147,7 @@ def lockstep(n: int, work: Callable, evaluate: dict[str, Callable]) -> list:
     return results
 
 
+@attack
 def lbfgs(
     model: Classifier,
     x: Tensor,
@@ -145,48 +156,71 @@ def lbfgs(
     targeted: bool = False,
     variant: str = "paper",
     norm: str = "l2",
-    eps: float = 1e-3,
+    initial_const: float | None = None,
+    const_tol: float = 1e-3,
     max_doublings: int = 40,
     warm_start: bool = True,
-    c_start: float = 0.01,
-    c_growth: float = 10.0,
-    rel_tol: float = 0.1,
+    const_growth: float = 10.0,
+    const_rel_tol: float = 0.1,
     max_growth_steps: int = 20,
     maxcor: int = 15,
-    max_iterations: int | None = None,
+    steps: int | None = None,
     max_evals: int | None = None,
 ) -> AttackResult:
     """L-BFGS-B with bisection on C (document 000); see the module docstring.
 
     Args:
+        model: the classifier under attack.
+        x: inputs ``(N, *model.input_shape)`` inside the model's bounds.
+        y: the targets ``(N,)`` when ``targeted`` (the paper's use), else the true labels.
+        targeted: whether success means predicting ``y``.
         variant: ``"paper"`` (Algorithm 1) or ``"code"`` (the authors' code).
         norm: paper variant only: ``"l2"`` (the paper's ‖D‖) or ``"l2sq"``.
-        eps: paper variant: the starting C (doubled before the first solve) and the absolute
-            bisection tolerance.
-        max_doublings: paper variant: give up after this many doublings without success.
+        initial_const: the first C > 0 (paper variant: doubled before the first solve) or C′
+            (code variant). ``None``: 1e-3 (paper) or 0.01 (code).
+        const_tol: paper variant: the absolute bisection tolerance on C (> 0).
+        max_doublings: paper variant: give up after this many doublings without success (≥ 1).
         warm_start: paper variant: start each solve from the previous solve's result.
-        c_start, c_growth, rel_tol: code variant: the first C′, its growth factor, and the
-            bisection tolerance as a fraction of the first failing C′ (0.01, 10, 0.1 in the code).
+        const_growth: code variant: the growth factor (> 1) of C′ before the first failure.
+        const_rel_tol: code variant: the bisection tolerance (> 0) as a fraction of the first
+            failing C′.
         max_growth_steps: code variant: give up when C′ has grown this often without a
-            failure (the code loops for ever; card Pitfall 14).
-        maxcor: L-BFGS-B corrections (15).
-        max_iterations: L-BFGS-B iterations per solve. Default 150 (paper), unlimited (code).
-        max_evals: function+gradient evaluations per solve, a hard stop that returns the last
-            evaluated point. Default unlimited (paper; scipy's own limit 15000), 150 (code).
+            failure (≥ 1; the code loops for ever).
+        maxcor: L-BFGS-B corrections (≥ 1; 15).
+        steps: L-BFGS-B iterations per solve (≥ 1). Default 150 (paper), unlimited (code).
+        max_evals: function+gradient evaluations per solve (≥ 1), a hard stop that returns the
+            last evaluated point. Default unlimited (paper; scipy's own limit 15000), 150 (code).
 
-    ``info`` holds per input: ``const`` (the C of the returned solution; NaN if none),
-    ``found``, ``evaluations`` (loss+gradient evaluations), ``extra_forwards`` (forward-only
-    passes to classify a solve's result), ``n_solves``, and ``solves`` (a list per input of
-    ``(C, success, evaluations, iterations, message)``).
+    Returns:
+        An :class:`~reprolib.attacks.core.AttackResult`; ``info`` holds per input: ``const``
+        (the C of the returned solution; NaN if none), ``found``, ``evaluations`` (loss+gradient
+        evaluations), ``extra_forwards`` (forward-only passes to classify a solve's result),
+        ``n_solves``, and ``solves`` (a list per input of ``(C, success, evaluations,
+        iterations, message)``).
+
+    Raises:
+        AttackInputError: for a setting outside the ranges above, before any model pass.
     """
-    if variant not in ("paper", "code"):
-        raise ValueError(f"variant must be 'paper' or 'code', not {variant!r}.")
-    if norm not in ("l2", "l2sq"):
-        raise ValueError(f"norm must be 'l2' or 'l2sq', not {norm!r}.")
+    checks.choice("variant", variant, VARIANTS)
+    checks.choice("norm", norm, OBJECTIVE_NORMS)
+    if initial_const is not None:
+        checks.positive("initial_const", initial_const)
+    checks.positive("const_tol", const_tol)
+    checks.count("max_doublings", max_doublings)
+    checks.in_range("const_growth", const_growth, 1, math.inf, low_open=True)
+    checks.positive("const_rel_tol", const_rel_tol)
+    checks.count("max_growth_steps", max_growth_steps)
+    checks.count("maxcor", maxcor)
+    if steps is not None:
+        checks.count("steps", steps)
+    if max_evals is not None:
+        checks.count("max_evals", max_evals)
     x, y, counter, started = start(model, x, y)
     n = len(x)
-    if max_iterations is None:
-        max_iterations = 150 if variant == "paper" else 10**9
+    if steps is None:
+        steps = 150 if variant == "paper" else 10**9
+    if initial_const is None:
+        initial_const = INITIAL_CONST[variant]
     if max_evals is None and variant == "code":
         max_evals = 150
     x64 = x.double().flatten(1).cpu().numpy()
@@ -243,7 +277,7 @@ def lbfgs(
             try:
                 res = minimize(objective(c), np.clip(d0, bounds.lb, bounds.ub), jac=True,
                                method="L-BFGS-B", bounds=bounds,
-                               options={"maxcor": maxcor, "maxiter": max_iterations, "maxfun": 10**9})
+                               options={"maxcor": maxcor, "maxiter": steps, "maxfun": 10**9})
                 d, nit, message = (res.x if variant == "paper" else recent[-1][0]), int(res.nit), str(res.message)
             except _EvalCap:
                 d, nit, message = recent[-1][0], -1, f"stopped after {max_evals} evaluations"
@@ -257,7 +291,7 @@ def lbfgs(
 
         best, best_c = None, math.nan
         if variant == "paper":
-            c, d = eps, zero
+            c, d = float(initial_const), zero
             for _ in range(max_doublings):
                 c *= 2
                 d, ok, _ = solve(c, d if warm_start else zero)
@@ -266,7 +300,7 @@ def lbfgs(
                     break
             if best is not None:
                 c_low, c_high = 0.0, c
-                while c_high - c_low >= eps:
+                while c_high - c_low >= const_tol:
                     c_half = (c_low + c_high) / 2
                     d, ok, _ = solve(c_half, d if warm_start else zero)
                     if ok:
@@ -274,16 +308,16 @@ def lbfgs(
                     else:
                         c_low = c_half
         else:
-            c, d, c_fail = c_start, zero, None
+            c, d, c_fail = float(initial_const), zero, None
             for _ in range(max_growth_steps):
                 d, _, z = solve(c, d)  # the code keeps D between these solves
                 original = label if not targeted else log["original"]
                 if int(np.argmax(z)) == original:
                     c_fail = c
                     break
-                c *= c_growth
+                c *= const_growth
             if c_fail is not None:
-                c_min, c_max, tol, recorded = 0.0, c_fail, c_fail * rel_tol, 0.0
+                c_min, c_max, tol, recorded = 0.0, c_fail, c_fail * const_rel_tol, 0.0
                 while c_max - c_min > tol:
                     recorded = c_min  # the code's off-by-one: the value before this update
                     mid = (c_max + c_min) / 2
@@ -310,7 +344,6 @@ def lbfgs(
         "extra_forwards": torch.tensor([log["extra_forwards"] for log in logs], dtype=torch.long),
         "n_solves": torch.tensor([len(log["solves"]) for log in logs], dtype=torch.long),
         "solves": [log["solves"] for log in logs],
-        "variant": variant,
     }
     return finish(model, x, x_raw, y, targeted, counter, started, **info)
 

@@ -1,0 +1,237 @@
+"""The contract every attack keeps, checked over every attack in ``reprolib.attacks.ATTACKS``.
+
+One table of small budgets (``CASES``) drives every check, so a new attack without a row fails
+``test_every_attack_has_a_case``. The model is a small MLP with dropout (identity in eval mode)
+on 1×4×4 inputs in [0, 1], wrapped in a counter that sees every row of every forward and backward
+pass, so the attacks' own per-input counts are compared with what the network really ran.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from reprolib.attacks import ATTACKS, AttackInputError, AttackResult, core
+from reprolib.models import Classifier
+
+#: Small budgets, one row per attack (the settings named as in reprolib.attacks' naming table).
+CASES: dict[str, dict] = {
+    "fgsm": dict(eps=0.1),
+    "fgm": dict(eps=0.5, norm="l2"),
+    "pgd": dict(eps=0.2, steps=5),
+    "ifgm": dict(eps=0.5, norm="l2", steps=5),
+    "bim": dict(eps=0.1, steps=5),
+    "iterative_targeted": dict(steps=5, mode="equal_multiplier", step_size=0.05),
+    "deepfool": dict(steps=10),
+    "alg1": dict(eps=0.2),
+    "alg2": dict(eps=0.2),
+    "random_sign": dict(eps=0.2),
+    "min_norm_iteration": dict(steps=10),
+    "lbfgs": dict(max_doublings=4, steps=10),
+    "cw_l2": dict(binary_search_steps=2, steps=10, step_size=0.05, initial_const=1.0),
+    "ead": dict(binary_search_steps=2, steps=10, initial_const=1.0),
+    "zoo": dict(binary_search_steps=1, steps=4, coords_per_iter=4, initial_const=10.0, step_size=0.1),
+    "pdgd": dict(steps=10),
+    "pdpgd": dict(steps=10),
+}
+UNTARGETED_ONLY = {"deepfool", "alg2", "random_sign", "min_norm_iteration"}
+TARGETED_ONLY = {"iterative_targeted"}
+#: Attacks that return the smallest adversarial they find, so an input that is already
+#: misclassified comes back unchanged.
+MINIMUM_NORM = {"deepfool", "min_norm_iteration", "cw_l2", "ead", "zoo", "pdgd", "pdpgd"}
+#: Attacks whose randomness is drawn for the whole batch, so an input's result depends on the
+#: batch it is in (documented in their docstrings).
+BATCH_DEPENDENT = {"zoo", "pdgd", "pdpgd", "random_sign"}
+#: Attacks whose backward passes in a batch run through the inputs that finish at that iteration
+#: (one forward pass both checks them and builds the graph), so an input is charged one more
+#: backward round in a batch than alone.
+COUNTS_BATCH_DEPENDENT = {"deepfool", "min_norm_iteration"}
+
+SHAPE, K, N = (1, 4, 4), 4, 6
+
+
+class Counting(nn.Module):
+    """The network, counting the rows of every forward pass and of every backward pass."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.forward_rows, self.backward_rows = net, 0, 0
+
+    def forward(self, x):
+        self.forward_rows += len(x)
+        if x.requires_grad:
+            x = _CountBackward.apply(x, self)
+        return self.net(x)
+
+
+class _CountBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, owner):  # type: ignore[override]
+        ctx.owner = owner
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        ctx.owner.backward_rows += len(grad)
+        return grad, None
+
+
+def make_model(dtype=torch.float32, seed=0) -> Classifier:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, K))
+    model = Classifier(Counting(net), input_shape=SHAPE, num_classes=K).to(dtype)
+    return model.eval()
+
+
+def make_inputs(model: Classifier, n: int = N, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, *SHAPE), generator=gen).to(next(model.parameters()).dtype)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return x, y
+
+
+def targets(y: torch.Tensor) -> torch.Tensor:
+    return (y + 1) % K
+
+
+def run(name: str, model, x, y, targeted: bool | None = None, **extra) -> AttackResult:
+    if targeted is None:
+        targeted = name in TARGETED_ONLY
+    kw = dict(CASES[name], **extra)
+    if name in TARGETED_ONLY or targeted:
+        kw["targeted"] = True
+    return ATTACKS[name](model, x, y, **kw)
+
+
+def test_every_attack_has_a_case():
+    assert set(ATTACKS) == set(CASES), "add a row to CASES for every attack (and remove stale ones)"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_result_contract(name, monkeypatch):
+    model = make_model()
+    x, y = make_inputs(model)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    counter = model.net
+    counter.forward_rows = counter.backward_rows = 0
+    rechecked = []
+    recheck = core.recheck
+
+    def counted_recheck(model, x, *args, **kw):
+        rechecked.append(len(x))
+        return recheck(model, x, *args, **kw)
+
+    monkeypatch.setattr(core, "recheck", counted_recheck)
+    r = run(name, model, x, labels)
+    seen_forward, seen_backward = counter.forward_rows, counter.backward_rows
+    recheck_rows = sum(rechecked)
+    assert N <= recheck_rows and rechecked[0] == N
+    lo, hi = model.bounds
+    # in bounds, shapes, name and settings recorded
+    assert r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype
+    assert float(r.x_adv.min()) >= lo and float(r.x_adv.max()) <= hi
+    assert torch.isfinite(r.x_adv).all() and torch.isfinite(r.x_raw).all()
+    assert r.attack == name and all(r.params[k] == v for k, v in CASES[name].items())
+    # success re-checked by a fresh pass, for the clipped and the raw output
+    with torch.no_grad():
+        pred, pred_raw = model(r.x_adv).argmax(1), model(r.x_raw).argmax(1)
+    hit = pred == labels if r.targeted else pred != labels
+    hit_raw = pred_raw == labels if r.targeted else pred_raw != labels
+    assert torch.equal(r.success, hit) and torch.equal(r.success_raw, hit_raw)
+    assert torch.allclose(r.norms["l2"], (r.x_adv - x).flatten(1).norm(dim=1))
+    assert torch.allclose(r.norms_raw["linf"], (r.x_raw - x).flatten(1).abs().amax(1))
+    # pass counts: what the network saw, per input, summed (the re-check is not charged)
+    assert int(r.forwards.sum()) == seen_forward - recheck_rows
+    assert int(r.backwards.sum()) == seen_backward
+    assert r.forwards.shape == r.backwards.shape == r.queries.shape == (N,)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_modes_dtypes_and_labels(name):
+    """Training mode, no_grad, float64 input, int32 labels: the same result, the mode restored."""
+    model = make_model()
+    x, y = make_inputs(model)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    ref = run(name, model, x, labels)
+    model.train()
+    with torch.no_grad():
+        r = run(name, model, x.double(), labels.int())
+    assert model.training, "the attack must restore the model's mode"
+    model.eval()
+    assert r.x_adv.dtype == torch.float32
+    assert torch.equal(r.x_adv, ref.x_adv) and torch.equal(r.success, ref.success)
+    assert torch.equal(r.forwards, ref.forwards) and torch.equal(r.backwards, ref.backwards)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float64_model(name):
+    model = make_model(torch.float64)
+    x, y = make_inputs(model)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    r = run(name, model, x, labels)
+    assert r.x_adv.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - BATCH_DEPENDENT))
+def test_batch_of_one_equals_the_same_input_in_a_batch(name):
+    model = make_model(torch.float64)
+    x, y = make_inputs(model)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    many = run(name, model, x, labels)
+    for i in (0, N - 1):
+        one = run(name, model, x[i:i + 1], labels[i:i + 1])
+        assert torch.allclose(one.x_adv[0], many.x_adv[i], atol=1e-8), f"input {i}"
+        assert bool(one.success[0]) == bool(many.success[i])
+        assert int(one.forwards[0]) == int(many.forwards[i])
+        if name not in COUNTS_BATCH_DEPENDENT:
+            assert int(one.backwards[0]) == int(many.backwards[i])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_empty_batch(name):
+    model = make_model()
+    x, y = make_inputs(model)
+    r = run(name, model, x[:0], y[:0])
+    assert len(r) == 0 and r.x_adv.shape == (0, *SHAPE) and r.success.shape == (0,)
+    assert r.forwards.shape == (0,) and model.net.forward_rows == N  # only make_inputs' pass
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - TARGETED_ONLY))
+def test_already_misclassified_inputs(name):
+    model = make_model()
+    x, y = make_inputs(model)
+    wrong = targets(y)  # labels the model does not predict: every input starts misclassified
+    r = run(name, model, x, wrong, targeted=False)
+    if name in MINIMUM_NORM:  # nothing to do: x itself (C&W's tanh box moves it by about 1e-6)
+        assert r.success.all() and float(r.norms["linf"].max()) <= 1e-5
+    with torch.no_grad():
+        assert torch.equal(r.success, model(r.x_adv).argmax(1) != wrong)
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - UNTARGETED_ONLY))
+def test_targeted_call(name):
+    model = make_model()
+    x, y = make_inputs(model)
+    t = targets(y)
+    r = run(name, model, x, t, targeted=True)
+    assert r.targeted and torch.equal(r.labels, t)
+    with torch.no_grad():
+        assert torch.equal(r.success, model(r.x_adv).argmax(1) == t)
+
+
+@pytest.mark.parametrize("name", sorted(UNTARGETED_ONLY))
+def test_untargeted_only_attacks_refuse_targets(name):
+    model = make_model()
+    x, y = make_inputs(model)
+    with pytest.raises(AttackInputError, match="untargeted"):
+        run(name, model, x, targets(y), targeted=True)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_unknown_setting_is_refused_before_any_pass(name):
+    model = make_model()
+    x, y = make_inputs(model)
+    with pytest.raises(TypeError, match="no_such_setting"):
+        run(name, model, x, y, no_such_setting=1)
+    assert model.net.forward_rows == N
