@@ -31,7 +31,7 @@
 # ours, checks the two propositions on real images, adds the regression experiment that Section
 # III states without running it, and ends with a verdict per claim.
 #
-# Where the text is silent, we follow the authors' code as the reproduction card describes it:
+# Where the text is silent, we follow the authors' released code:
 # pre-softmax logits for `f`, Algorithm 1's class chosen by the margin *after* the step,
 # DeepFool in ℓ∞ with a 2 % overshoot on every step, ε grids `linspace(0.001, ε_max, 10)`,
 # only correctly classified test images, and no clipping of `x + η` to the pixel range.
@@ -354,7 +354,7 @@ top = sweep[(sweep.method != "DeepFool") & sweep.groupby("net").eps.transform(la
 # - ε₉₉: the smallest ε at which DeepFool fools more than 99 % of the images.
 #
 # Our inputs are pixels in [0, 1], so ρ̂₂ and ε₉₉ are in pixel units; the document divides by
-# the data's dynamic range, which equals pixel units within about 5 % (card §2.7).
+# the data's dynamic range, which equals pixel units within about 5 %.
 
 # %%
 table1, t1 = [], {}
@@ -482,7 +482,7 @@ pd.DataFrame(prop2).set_index(["net", "p"])
 # squared loss; output changes below are in those standardised units. We compare at each ℓ2 radius ε the
 # actual output change `‖f(x + η) − f(x)‖₂` of three perturbations of equal norm: the top
 # singular direction, a random direction, and the gradient of a random projection of the output
-# (the card's baselines). The first-order prediction `ε σ_max` is shown beside the power iteration.
+# (our baselines). The first-order prediction `ε σ_max` is shown beside the power iteration.
 
 # %%
 from reprolib.attacks import regression
@@ -569,7 +569,7 @@ ax.legend(fontsize="small");
 # %% [markdown]
 # ## Verdicts
 #
-# Each row is a claim of the document (card §6), checked by a rule fixed before the run. A
+# Each row is a headline claim of the document, checked by a rule fixed before the run. A
 # "check" is one net, one ε, or one measure, as the rule says; the verdict is **holds** when every
 # check passes, **partly** when some do. A tolerance of 2 points absorbs the sampling noise of a
 # paired comparison on the same images; the CIFAR nets are CPU substitutes (see the first table), so
@@ -642,7 +642,7 @@ verdicts.append(verdict_row(
     "FCNN ε = 0.1: 97.9 % vs 89.3 %; LeNet-5 ε = 0.2: 89.6 % vs 94.0 % (v1 CSV)",
     f"FCNN ε = {EPS['fcnn'][-1]:.3g}: {at('fcnn', 'Alg2', EPS['fcnn'][-1]):.1f} % vs {at('fcnn', 'FastGrad', EPS['fcnn'][-1]):.1f} %; "
     f"LeNet-5 ε = {EPS['lenet'][-1]:.3g}: {at('lenet', 'Alg2', EPS['lenet'][-1]):.1f} % vs {at('lenet', 'FastGrad', EPS['lenet'][-1]):.1f} %",
-    "per net: |Alg2 − FastGrad| ≤ 15 pp at every ε (card §4)", len(NETS) - len(bad), len(NETS),
+    "per net: |Alg2 − FastGrad| ≤ 15 pp at every ε (our tolerance)", len(NETS) - len(bad), len(NETS),
     f"too far apart on {fails(bad)}" if bad else ""))
 
 # 5. Iterative beats non-iterative
@@ -691,7 +691,7 @@ verdicts.append(verdict_row(
     "Table I's MNIST values (FCNN 0.036 / 0.034 / 0.076; LeNet-5 0.077 / 0.061 / 0.164)",
     "ρ̂₁ / ρ̂₂ / ε₉₉ as printed",
     "ours / document: " + ", ".join(f"{SHORT[k]} {m} ×{v:.2f}" for (k, m), v in ratios.items()),
-    "each within a factor 1.5 of the document's (card §4)", len(ratios) - len(bad), len(ratios),
+    "each within a factor 1.5 of the document's (our tolerance)", len(ratios) - len(bad), len(ratios),
     ("outside ×1.5: " + ", ".join(f"{SHORT[k]} {m}" for k, m in bad)) if bad else ""))
 
 # 8. ρ̂₂ ≤ ρ̂₁ and ε₉₉ ≈ 2.1 ρ̂₁ on MNIST
@@ -717,7 +717,7 @@ verdicts.append(verdict_row(
     ok, len(pairs), "" if ok == len(pairs) else
     f"below 4 or undefined (ε₉₉ is NaN when DeepFool fools too few): {', '.join(short)}"))
 
-# 10. FastGrad saturates on CIFAR (reported by the document, not required by the card)
+# 10. FastGrad saturates on CIFAR (reported by the document; not a headline claim)
 sat = {k: (at(k, "Alg1", EPS[k][-1]), at(k, "FastGrad", EPS[k][-1])) for k in ("nin", "densenet")}
 ok = sum(a - f >= 10 for a, f in sat.values())
 verdicts.append(verdict_row(
@@ -767,7 +767,7 @@ pd.DataFrame(verdicts).set_index("claim")
 # ## What differs from the document, and why
 #
 # - **Networks.** The FCNN follows the text (784-150-100-10); the released checkpoint is
-#   1024-500-150-10 on zero-padded input (card §5.8). LeNet-5 follows the released graph. Under
+#   1024-500-150-10 on zero-padded input. LeNet-5 follows the released graph. Under
 #   the `cpu` profile, NIN is at half width and DenseNet has 22 layers instead of 40, both trained
 #   for a few epochs on two CPU cores; their test errors are far above the document's, so the CIFAR
 #   rows test orderings and shapes only. The `paper` profile runs the full architectures.
@@ -775,7 +775,7 @@ pd.DataFrame(verdicts).set_index("claim")
 #   `n_cifar` per CIFAR net, and runs Alg1-5 and Alg1-10 on the CIFAR nets at every
 #   `alg1n_stride`-th ε. The Wilson bands show what this costs in precision.
 # - **ε units.** ε is in pixels of [0, 1]; the document's ε is a fraction of the pre-processed
-#   data's dynamic range, the same up to about 5 % for its nets (card §2.7).
+#   data's dynamic range, the same up to about 5 % for its nets.
 # - **ρ̂₁** in pixels and after our nets' normalisation; the document's CIFAR values are in its
 #   own pre-processing (standardised for NIN, mean-subtracted ×255 for DenseNet), so only the
 #   ranking compares.

@@ -1,6 +1,7 @@
 """Robustness metrics: fooling ratio, document 001's ρ̂₁, ρ̂₂ and ε₉₉, and robust accuracy.
 
-Definitions follow card ``001-convex-programming`` §2.2 and §2.7 (the authors' code where the
+Definitions follow document 001 (Balda, Behboodi & Mathar, https://arxiv.org/abs/1803.03607),
+§II and §IV, Table I (the authors' released code where the
 text is silent). All functions take per-input tensors and return Python floats or tensors; the
 ``AttackResult`` fields they need are named in each docstring.
 """
@@ -25,7 +26,7 @@ def _bool(t: Tensor) -> Tensor:
 
 def fooling_ratio(success: Tensor, correct: Tensor | None = None) -> float:
     """The fraction of correctly classified inputs whose prediction the attack changed
-    (DeepFool's definition, used by document 001; card §2.7).
+    (DeepFool's definition, used by document 001, §IV).
 
     ``success``: per input, the attack changed the prediction (``AttackResult.success``, or
     ``success_raw`` for unclipped outputs). ``correct``: which inputs the model classifies
@@ -39,12 +40,12 @@ def fooling_ratio(success: Tensor, correct: Tensor | None = None) -> float:
 
 
 def rho_1(r_norms: Tensor, x: Tensor, fooled: Tensor, p: float = math.inf) -> float:
-    """ρ̂₁: the mean over the inputs DeepFool **fooled** of ``‖r(x)‖_p / ‖x‖_p`` (card §2.2, §2.7).
+    """ρ̂₁: the mean over the inputs DeepFool **fooled** of ``‖r(x)‖_p / ‖x‖_p``.
 
     Args:
         r_norms: (N,) ``‖r‖_p`` of DeepFool's perturbation (``AttackResult.info["norm"]``).
         x: (N, ...) the inputs whose norm divides; the authors use the **pre-processed** image
-           (card §2.7, §5.6), so pass ``(x − mean)/std`` to compare with their CIFAR numbers and
+          , so pass ``(x − mean)/std`` to compare with their CIFAR numbers and
            the raw [0, 1] image for pixel units.
         fooled: (N,) DeepFool's success flags.
         p: the norm of ``‖x‖_p`` (∞ in document 001; DeepFool's paper uses 2).
@@ -79,7 +80,7 @@ def margin_gradients(model: Classifier, x: Tensor, y: Tensor, *, proxy: str = "l
 @torch.no_grad()
 def rho_2_per_input(model: Classifier, x: Tensor, y: Tensor, *, p: float = math.inf,
                     definition: str = "code", proxy: str = "logits", batch_size: int = 256) -> Tensor:
-    """The per-input term of ρ̂₂ (card §2.2, §2.7, §5.7), with ``k = y`` and logits by default.
+    """The per-input term of ρ̂₂, with ``k = y`` and logits by default.
 
     ``definition="code"`` (the authors' code, default): ``min_{j≠k} (f_k − f_j)/‖∇f_k − ∇f_j‖_q``,
     the linearised distance to the nearest class boundary.
@@ -107,13 +108,13 @@ def rho_2_per_input(model: Classifier, x: Tensor, y: Tensor, *, p: float = math.
 def rho_2(model: Classifier, x: Tensor, y: Tensor, *, p: float = math.inf, definition: str = "code",
           scale: float = 1.0, proxy: str = "logits", batch_size: int = 256) -> float:
     """ρ̂₂: the mean over **all** given inputs of :func:`rho_2_per_input`, divided by ``scale``
-    (the authors divide by the data's dynamic range ``max X − min X``; card §2.7)."""
+    (the authors divide by the data's dynamic range ``max X − min X``, in their code)."""
     return float(rho_2_per_input(model, x, y, p=p, definition=definition, proxy=proxy,
                                  batch_size=batch_size).mean()) / scale
 
 
 def deepfool_fooling_curve(r_norms: Tensor, fooled: Tensor, eps: Tensor | float) -> Tensor:
-    """DeepFool's fooling ratio at budget ε from **one unconstrained run** (card §2.7, §5.4):
+    """DeepFool's fooling ratio at budget ε from **one unconstrained run**:
     ``FR(ε) = mean[fooled ∧ ‖r‖ < ε]`` over all inputs (strict ``<``, as the code). Not DeepFool
     projected onto the ε-ball. Returns one value per ε."""
     fooled = _bool(fooled).to(r_norms.device)
@@ -123,7 +124,7 @@ def deepfool_fooling_curve(r_norms: Tensor, fooled: Tensor, eps: Tensor | float)
 
 def eps_99(r_norms: Tensor, fooled: Tensor, *, level: float = 0.99, n_grid: int | None = None,
            scale: float = 1.0) -> float:
-    """"Fooled > 99 %" of Table I (card §2.7): on the grid ``linspace(0, max ‖r‖ over fooled
+    """"Fooled > 99 %" of Table I: on the grid ``linspace(0, max ‖r‖ over fooled
     inputs, n_grid)`` (``n_grid`` defaults to the number of inputs, as the code), the first ε at
     which :func:`deepfool_fooling_curve` exceeds ``level``, divided by ``scale`` (the dynamic range).
 

@@ -22,7 +22,7 @@ def cw_cifar() -> nn.Sequential:
 
 
 def nin(width: float = 1.0, dropout: float = 0.5) -> nn.Sequential:
-    """Network-in-Network as released with document 001 (card §2.8). ``width`` scales every
+    """Network-in-Network as released with document 001 (§IV; the authors' code). ``width`` scales every
     hidden channel count (192/160/96); ``width=0.5`` is the CPU variant.
 
     Convolutions get Kaiming-normal weights and zero biases: with PyTorch's default init the

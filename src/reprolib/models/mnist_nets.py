@@ -25,7 +25,7 @@ def logistic_regression() -> nn.Sequential:
 
 def fcnn() -> nn.Sequential:
     """Document 001's FCNN as the paper states it: 784 → 150 → 100 → 10, ReLU.
-    (The authors' released checkpoint is 1024 → 500 → 150 → 10 on padded input; card §2.8.)"""
+    (The authors' released checkpoint is 1024 → 500 → 150 → 10 on padded input.)"""
     return mlp([784, 150, 100, 10])
 
 
