@@ -159,7 +159,8 @@ def test_cached_hits_misses_and_switch(tmp_path, monkeypatch):
     assert len(calls) == 3
     entry = next(tmp_path.rglob("*.pt"))
     entry.write_bytes(b"truncated")  # a damaged entry is recomputed and replaced
-    d = cache.cached("s", {"i": 1}, compute, seed=5, root=tmp_path)
+    with pytest.warns(UserWarning, match="recomputing"):
+        d = cache.cached("s", {"i": 1}, compute, seed=5, root=tmp_path)
     assert len(calls) == 4 and torch.equal(a["v"], d["v"])
 
 

@@ -21,7 +21,7 @@ def _idx_bytes(array: np.ndarray) -> bytes:
 
 @pytest.fixture
 def synthetic_mnist(tmp_path, monkeypatch):
-    """A mirror holding small valid MNIST IDX files, with the checksums patched to match."""
+    """A mirror holding small valid MNIST IDX files, with the content checksums patched to match."""
     rng = np.random.default_rng(0)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -33,11 +33,11 @@ def synthetic_mnist(tmp_path, monkeypatch):
         for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
             name = f"{prefix}-{kind}-ubyte.gz"
             (raw / name).write_bytes(gzip.compress(_idx_bytes(arr), mtime=0))
-            sums[name] = data.md5sum(raw / name)
+            sums[name] = hashlib.md5(_idx_bytes(arr)).hexdigest()
         arrays[prefix] = (images, labels)
     monkeypatch.setenv("REPROLIB_DATA_MIRROR", str(tmp_path))
     monkeypatch.setenv("REPROLIB_DATA_DIR", str(tmp_path / "downloads"))
-    monkeypatch.setattr(data, "MNIST_MD5", sums)
+    monkeypatch.setattr(data, "MNIST_CONTENT_MD5", sums)
     data._mnist_arrays.cache_clear()
     yield raw, arrays
     data._mnist_arrays.cache_clear()
@@ -58,8 +58,8 @@ def test_mnist_wrong_checksum_names_file_and_sums_and_keeps_file(synthetic_mnist
     raw, _ = synthetic_mnist
     path = raw / "t10k-labels-idx1-ubyte.gz"
     before = path.read_bytes()
-    good = data.MNIST_MD5[path.name]
-    monkeypatch.setitem(data.MNIST_MD5, path.name, "0" * 32)
+    good = data.MNIST_CONTENT_MD5[path.name]
+    monkeypatch.setitem(data.MNIST_CONTENT_MD5, path.name, "0" * 32)
     with pytest.raises(DataFileError) as err:
         data.load("mnist", "test")
     message = str(err.value)
@@ -87,9 +87,34 @@ def test_mnist_corrupt_idx_content(synthetic_mnist, monkeypatch, payload, proble
     raw, _ = synthetic_mnist
     path = raw / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(payload, mtime=0))
-    monkeypatch.setitem(data.MNIST_MD5, path.name, data.md5sum(path))
+    monkeypatch.setitem(data.MNIST_CONTENT_MD5, path.name, hashlib.md5(payload).hexdigest())
     with pytest.raises(DataFileError, match=problem):
         data.load("mnist", "test")
+
+
+def test_mnist_is_checked_by_content_not_by_compression(synthetic_mnist):
+    raw, arrays = synthetic_mnist
+    path = raw / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=1, mtime=12345))
+    assert torch.equal(data.load("mnist", "test").y, torch.from_numpy(arrays["t10k"][1]).long())
+
+
+def test_unreadable_data_file_is_a_data_file_error(synthetic_mnist, monkeypatch):
+    raw, _ = synthetic_mnist
+    path = raw / "t10k-images-idx3-ubyte.gz"
+    real_open = gzip.open
+
+    def refuse(name, *args, **kw):
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kw)
+
+    monkeypatch.setattr(data.gzip, "open", refuse)
+    with pytest.raises(DataFileError, match="Permission denied"):
+        data.load("mnist", "test")
+    with pytest.raises(DataFileError, match="Check its permissions"):
+        monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")))
+        data.md5sum(path)
 
 
 def test_mnist_truncated_gzip(synthetic_mnist, monkeypatch):
@@ -141,6 +166,27 @@ def test_cifar_content_mismatch_reports_both_sums(synthetic_cifar, monkeypatch):
         data.load("cifar10", "test")
     message = str(err.value)
     assert str(folder / "test_batch") in message and "a" * 32 in message and good[0] in message
+
+
+class _RunsCode:
+    """A pickle payload that would run a command when unpickled by an unrestricted loader."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_cifar_batch_runs_nothing(synthetic_cifar, tmp_path):
+    folder, _ = synthetic_cifar
+    marker = tmp_path / "ran"
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"batch_label": b"x", b"labels": [0], b"data": _RunsCode(marker)}, fh, protocol=4)
+    with pytest.raises(DataFileError, match="refused to load posix.system|refused to load os.system"):
+        data.load("cifar10", "test")
+    assert not marker.exists()
 
 
 def test_cifar_corrupt_and_missing_batches(synthetic_cifar):

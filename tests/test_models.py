@@ -113,7 +113,7 @@ def test_training_is_deterministic_and_resumes_to_the_same_weights(tmp_path, mon
     with pytest.raises(Killed):
         fit(_toy_model(), recipe, toy, resume_path=resume)
     monkeypatch.setattr(train_module, "_save_atomic", save)
-    assert torch.load(resume, weights_only=False)["epoch"] == 1
+    assert torch.load(resume, weights_only=True)["epoch"] == 1
     resumed = _toy_model()
     fit(resumed, recipe, toy, resume_path=resume)
     for a, b, c in zip(straight.parameters(), again.parameters(), resumed.parameters()):
@@ -143,6 +143,23 @@ def test_resume_refuses_another_recipe(tmp_path):
     fit(_toy_model(), Recipe(epochs=1, lr=0.1, batch_size=32), toy, resume_path=resume)
     with pytest.raises(RuntimeError, match="another recipe"):
         fit(_toy_model(), Recipe(epochs=2, lr=0.1, batch_size=32), toy, resume_path=resume)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_resume_file_runs_nothing(tmp_path):
+    resume, marker = tmp_path / "toy.resume.pt", tmp_path / "ran"
+    torch.save({"recipe": _RunsCode(marker)}, resume)
+    with pytest.raises(RuntimeError, match="not a reprolib resume state.*move it away"):
+        fit(_toy_model(), Recipe(epochs=1, lr=0.1, batch_size=32), _toy_set(64), resume_path=resume)
+    assert not marker.exists()
 
 
 def test_metadata_files_are_consistent():

@@ -31,12 +31,14 @@ import ast
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import inspect
 import json
 import os
 import random
 import time
 import types
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -305,14 +307,18 @@ def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable
     Args:
         name: the step's name, e.g. ``"cw_l2/cw_mnist"``; entries are grouped by it on disk.
         inputs: everything the result depends on besides the code (hashed by content).
-        compute: a function of no arguments that computes the result; whatever it returns
-            must be picklable by ``torch.save`` (tensors, dicts, dataclasses, ...).
+        compute: a function of no arguments that computes the result: tensors, numbers,
+            strings, ``None``, numpy arrays and scalars, and lists, tuples, dicts and reprolib
+            dataclasses of them (:func:`encode`).
         code: the modules or functions whose source the result depends on; what they import
             from their package or from reprolib is included (:func:`code_files`). The reprolib
             version is always part of the key.
         seed: if given, ``compute`` runs under :func:`seeded` (and the seed is in the key), so
             the result does not depend on what ran before it.
         root: the cache folder (default :func:`reprolib.paths.cache_dir`).
+
+    An entry holds its own key and is read with ``torch.load(..., weights_only=True)``, so a
+    tampered or foreign file runs nothing: it is recomputed and replaced, with a warning.
     """
     code = list(code)
     if seed is not None:
@@ -326,13 +332,19 @@ def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable
 
     if not enabled():
         return run()
-    path = entry_path(name, key(name, inputs, code), root)
+    digest = key(name, inputs, code)
+    path = entry_path(name, digest, root)
     info = path.with_suffix(".json")
     if path.is_file():
         try:
-            result = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # a truncated or foreign file: recompute and replace it
-            pass
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if not (isinstance(entry, dict) and entry.get("format") == ENTRY_FORMAT and entry.get("key") == digest):
+                raise ValueError("it is not an entry of this step (another key or format)")
+            result = decode(entry["value"])
+        except Exception as exc:  # a truncated, foreign or tampered file: recompute and replace it
+            warnings.warn(f"reprolib.cache: ignoring {path} ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0][:200]}); recomputing step {name!r}.",
+                          stacklevel=2)
         else:
             _count_reused(info)
             return result
@@ -341,13 +353,71 @@ def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable
     seconds = time.perf_counter() - started
     _STATS["computed"] += 1
     _STATS["computed_seconds"] += seconds
-    save_atomic(result, path)
+    save_atomic({"format": ENTRY_FORMAT, "name": name, "key": digest, "value": encode(result)}, path)
     try:
         info.write_text(json.dumps({"name": name, "reprolib_version": __version__, "seconds": round(seconds, 3),
                                     "code": [str(_source_file(c)) for c in code]}, indent=1) + "\n")
     except OSError:
         pass
     return result
+
+
+#: The layout of an entry: ``{"format", "name", "key", "value"}``, the value :func:`encode`-d.
+ENTRY_FORMAT = 2
+
+
+def encode(obj: Any) -> Any:
+    """``obj`` in a form ``torch.load(..., weights_only=True)`` reads back: tensors, numbers,
+    strings and ``None`` as they are; lists, tuples and dicts item by item; numpy arrays as
+    tensors and numpy scalars as Python numbers (both marked, so :func:`decode` restores them);
+    a dataclass of a ``reprolib`` module as its class name and fields.
+
+    Raises:
+        TypeError: for anything else, naming its type.
+    """
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj).copy())}
+    if isinstance(obj, (list, tuple)):
+        items = [encode(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, dict):
+        return {k: encode(v) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type) and type(obj).__module__.startswith("reprolib."):
+        return {"__dataclass__": f"{type(obj).__module__}:{type(obj).__qualname__}",
+                "fields": {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    raise TypeError(f"reprolib.cache cannot store a {type(obj).__name__}; return tensors, numbers, strings, "
+                    "numpy arrays, or lists, tuples, dicts and reprolib dataclasses of them.")
+
+
+def decode(obj: Any) -> Any:
+    """The inverse of :func:`encode`. A dataclass is rebuilt only from a ``reprolib`` module.
+
+    Raises:
+        ValueError: for a dataclass name outside reprolib, or one that is not a dataclass.
+    """
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(decode(v) for v in obj)
+    if not isinstance(obj, dict):
+        return obj
+    if set(obj) == {"__ndarray__"}:
+        return obj["__ndarray__"].numpy()
+    if set(obj) == {"__dataclass__", "fields"}:
+        module, _, qualname = obj["__dataclass__"].partition(":")
+        if not module.startswith("reprolib."):
+            raise ValueError(f"refused to rebuild {obj['__dataclass__']}: only reprolib dataclasses are cached")
+        cls = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if not dataclasses.is_dataclass(cls):
+            raise ValueError(f"{obj['__dataclass__']} is not a dataclass")
+        return cls(**{k: decode(v) for k, v in obj["fields"].items()})
+    return {k: decode(v) for k, v in obj.items()}
 
 
 def _count_reused(info: Path) -> None:

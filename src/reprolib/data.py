@@ -7,10 +7,12 @@ Files are looked up in this order:
 3. the canonical URL, downloaded into the download folder with a progress bar,
    unless ``REPROLIB_OFFLINE=1`` or ``download=False``.
 
-MNIST is verified by the md5 of each ``.gz`` file. CIFAR-10 is verified by content: the md5
-of each batch's pixel bytes and of its labels as uint8, which holds for the canonical
-download and for re-pickled mirrors alike. A file that fails its check raises
-:class:`DataFileError`; reprolib never deletes or overwrites a file it did not write.
+Both are verified by content, which holds for the canonical download and for re-compressed or
+re-pickled mirrors alike: MNIST by the md5 of each file's decompressed bytes, CIFAR-10 by the md5
+of each batch's pixel bytes and of its labels as uint8 (a download is also checked by the md5 of
+the file itself). A CIFAR-10 batch is read by an unpickler that admits only numpy arrays, lists
+and bytes, so nothing a data file holds can run. A file that is missing, unreadable or fails its
+check raises :class:`DataFileError`; reprolib never deletes or overwrites a file it did not write.
 
 Images come back as float32 tensors in [0, 1], NCHW, equal to ``uint8 / 255`` exactly.
 """
@@ -48,6 +50,13 @@ MNIST_MD5 = {
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+#: md5 of each MNIST file's decompressed bytes (its content, whatever the compression).
+MNIST_CONTENT_MD5 = {
+    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
 }
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_TAR_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -94,10 +103,14 @@ class ImageSet:
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    """The md5 of a file's bytes; :class:`DataFileError` if it cannot be read."""
     h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
+    except OSError as exc:
+        raise DataFileError(f"Cannot read {path}: {exc}. Check its permissions. {_FIX}") from exc
     return h.hexdigest()
 
 
@@ -146,13 +159,6 @@ def _mnist_file(name: str, download: bool) -> Path:
     places = _candidates(relative)
     for path in places:
         if path.is_file():
-            actual = md5sum(path)
-            if actual != expected:
-                raise DataFileError(
-                    f"MNIST file {path} is corrupt: md5 {actual}, expected {expected}. "
-                    f"reprolib will not overwrite it. Move it away and run again, or replace it "
-                    f"with the canonical file. {_FIX}"
-                )
             return path
     if not download or _offline():
         raise DataFileError(
@@ -171,12 +177,20 @@ def _mnist_file(name: str, download: bool) -> Path:
 
 
 def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
-    """Parse a gzipped IDX file of unsigned bytes (LeCun's format)."""
+    """Parse a gzipped IDX file of unsigned bytes (LeCun's format), checked by content."""
     try:
         with gzip.open(path, "rb") as fh:
             raw = fh.read()
     except (OSError, EOFError) as exc:
         raise DataFileError(f"Cannot read IDX file {path}: {exc}. {_FIX}") from exc
+    expected = MNIST_CONTENT_MD5.get(path.name)
+    actual = hashlib.md5(raw).hexdigest()
+    if expected is not None and actual != expected:
+        raise DataFileError(
+            f"MNIST file {path} is corrupt: the md5 of its content is {actual}, expected {expected}. "
+            f"reprolib will not overwrite it. Move it away and run again, or replace it with the "
+            f"canonical file. {_FIX}"
+        )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != expected_dims:
         raise DataFileError(
             f"{path} is not an IDX file of {expected_dims}-d unsigned bytes "
@@ -232,15 +246,29 @@ def _cifar_dir(download: bool) -> Path:
     return root / "cifar-10-batches-py"
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads a CIFAR-10 batch and nothing else: the format needs dicts, lists, bytes, numbers and
+    numpy arrays, so every other global a pickle names is refused before it can run."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR-10 batch holds only "
+                                         "numpy arrays, lists and bytes")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataFileError(f"CIFAR-10 batch {path} is missing. {_FIX}")
     try:
         with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+            batch = _BatchUnpickler(fh, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.uint8)
-    except Exception as exc:  # a truncated or foreign pickle raises many kinds of error
+    except Exception as exc:  # a truncated, foreign or unreadable file raises many kinds of error
         raise DataFileError(f"Cannot read CIFAR-10 batch {path}: {exc!r}. {_FIX}") from exc
     want_data, want_labels = CIFAR10_CONTENT_MD5[path.name]
     got_data = hashlib.md5(data.tobytes()).hexdigest()

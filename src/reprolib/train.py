@@ -110,7 +110,12 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
     total = recipe.epochs * steps_per_epoch
     start_epoch, elapsed = 0, 0.0
     if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location=device, weights_only=False)
+        try:  # weights_only: a resume file holds tensors, numbers and dicts, and nothing in it can run
+            state = torch.load(resume_path, map_location=device, weights_only=True)
+        except Exception as exc:  # a truncated, foreign or crafted file
+            raise RuntimeError(f"{resume_path} is not a reprolib resume state ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}); move it away to "
+                               "train from the start.") from exc
         if state["recipe"] != recipe.as_dict():
             raise RuntimeError(
                 f"{resume_path} holds a run of another recipe ({state['recipe']}); "
