@@ -382,3 +382,55 @@ def test_api_pages_cover_every_module():
         if dotted not in documented and dotted not in skip:
             missing.append(dotted)
     assert not missing, f"add these modules to book/api/*.md: {sorted(missing)}"
+
+
+def test_a_profile_given_twice_is_refused_before_anything_runs(tmp_path, capsys):
+    rc = runner.main(["run", "intro", "--profile", "smoke", "-p", "profile", "'paper'", "--out", str(tmp_path)])
+    assert rc == 2 and "profile is given twice" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    assert runner.validate("intro", "smoke", {"profile": "smoke"}).profile == "smoke"  # the same twice is fine
+
+
+def test_an_unavailable_device_is_refused_up_front(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ParameterError, match="device"):
+        runner.validate("intro", "smoke", {"device": "cuda"})
+
+
+def test_an_output_folder_that_cannot_be_written_is_found_before_the_kernel(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(runner, "_kernel_env", lambda *a: pytest.fail("the kernel was started"))
+    with pytest.raises(runner.ChapterError, match="Cannot write the executed notebook to .*nothing was run"):
+        runner.run("intro", "smoke", out=blocker / "chapters", progress=False, log=lambda _: None)
+
+
+def test_an_executed_notebook_is_kept_when_its_final_write_fails(tmp_path, monkeypatch):
+    def refuse(nb, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "_write_atomic", refuse)
+    with pytest.raises(runner.ChapterError, match="kept at") as err:
+        runner.run("intro", "smoke", out=tmp_path, progress=False, log=lambda _: None)
+    kept = Path(str(err.value).rsplit("kept at ", 1)[1].rstrip("."))
+    assert kept.is_file() and json.loads(kept.read_text())["metadata"]["reprolib"]["chapter"] == "intro"
+
+
+def test_the_temporary_folder_of_a_dead_run_is_cleaned(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = tmp_path / f"{runner._TMP_PREFIX}{2**22 + 12345}-intro-x"
+    alive = tmp_path / f"{runner._TMP_PREFIX}{__import__('os').getpid()}-intro-y"
+    dead.mkdir(), alive.mkdir()
+    runner._clean_dead_runs()
+    assert not dead.exists() and alive.exists()
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(monkeypatch, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    assert runner.main(["run", "intro", "--profile", "smoke"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resume" in err[0]

@@ -22,7 +22,20 @@ def default_device() -> torch.device:
 
 
 def resolve(device: str | torch.device | None) -> torch.device:
-    return default_device() if device is None else torch.device(device)
+    """``device`` as a ``torch.device`` (``None``: :func:`default_device`).
+
+    Raises:
+        RuntimeError: a CUDA or MPS device this machine does not have, naming what it has.
+    """
+    if device is None:
+        return default_device()
+    device = torch.device(device)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise RuntimeError(f"device {str(device)!r} is not available: torch {torch.__version__} sees "
+                           f"{torch.cuda.device_count()} CUDA device(s). Use 'auto' or 'cpu'.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device 'mps' is not available on this machine. Use 'auto' or 'cpu'.")
+    return device
 
 
 def hardware_summary(device: str | torch.device | None = None) -> str:

@@ -163,7 +163,23 @@ def device_param(doc: str = "torch device; 'auto' is CUDA when present, else CPU
     """The ``device`` knob every chapter shares: ``auto`` under the smoke and cpu profiles
     (which means CPU on a machine without CUDA) and under ``paper``."""
     return Param("device", str, smoke="auto", cpu="auto", paper="auto", doc=doc,
-                 check=lambda v: bool(_DEVICE.match(v)), check_doc="auto, cpu, cuda, cuda:N or mps")
+                 check=_device_available, check_doc="auto, cpu, cuda, cuda:N or mps, present on this machine")
+
+
+def _device_available(value: str) -> bool:
+    """The ``device`` check: a valid name, and a device this machine has (checked up front, so a
+    run on a machine without CUDA stops before the kernel starts)."""
+    if not _DEVICE.match(value):
+        return False
+    if value == "auto":
+        return True
+    from ..device import resolve
+
+    try:
+        resolve(value)
+    except RuntimeError:
+        return False
+    return True
 
 
 def seed_param(value: int = 0) -> Param:

@@ -191,6 +191,10 @@ def validate(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | Non
         ChapterError: the chapter's parameter cells are malformed.
     """
     overrides = dict(overrides or {})
+    if "profile" in overrides and overrides["profile"] != profile:
+        raise ParameterError(f"The profile is given twice: {profile!r} and profile={overrides['profile']!r}. "
+                             "Choose it once, with --profile.")
+    overrides.pop("profile", None)
     nb = load_source(name) if nb is None else nb
     try:
         chapter_spec, _ = _exec_parameter_cells(nb, name, "cpu", {})
@@ -261,6 +265,36 @@ def default_out(profile: str) -> Path:
     return SMOKE_DIR if profile == "smoke" else EXECUTED_DIR
 
 
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write a file in it, before any kernel starts.
+
+    Raises:
+        ChapterError: naming the folder and the reason, and the fix.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".reprolib-write-test-"):
+            pass
+    except OSError as exc:
+        raise ChapterError(f"Cannot write the executed notebook to {folder}: {exc}. Choose another --out, "
+                           "or fix the folder's permissions; nothing was run.") from exc
+
+
+_TMP_PREFIX = "reprolib-run-"
+
+
+def _clean_dead_runs() -> None:
+    """Remove the temporary folders of runs whose process is gone (killed runs leave them)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_TMP_PREFIX}*"):
+        try:
+            pid = int(folder.name[len(_TMP_PREFIX):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
 def _write_atomic(nb, path: Path) -> None:
     import nbformat
 
@@ -320,13 +354,15 @@ def run(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = N
     params = validate(name, profile, overrides, nb=nb)
     out = Path(out) if out is not None else default_out(profile)
     target = out / f"{name}.ipynb"
+    _check_writable(out)
+    _clean_dead_runs()
     log(f"{name}: profile {profile}" + (f", overrides {overrides}" if overrides else "")
         + ("" if cache else ", cache off") + f" -> {target}")
     injected = {"profile": profile, **overrides}
     probe = nbformat.v4.new_code_cell(_PROBE, metadata={"tags": [_PROBE_TAG, "remove-cell"]})
     nb.cells.append(probe)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"reprolib-{name}-") as tmp, _kernel_env(name, cache):
+    with tempfile.TemporaryDirectory(prefix=f"{_TMP_PREFIX}{os.getpid()}-{name}-") as tmp, _kernel_env(name, cache):
         src, dst = Path(tmp) / f"{name}.ipynb", Path(tmp) / f"{name}.out.ipynb"
         nbformat.write(nb, src)
         try:
@@ -356,7 +392,12 @@ def run(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = N
     }
     executed.metadata["kernelspec"] = dict(KERNELSPEC)
     _insert_provenance(executed, provenance.markdown(info, rerun=rerun))
-    _write_atomic(executed, target)
+    try:
+        _write_atomic(executed, target)
+    except OSError as exc:  # never lose an executed notebook: keep it where the message says
+        kept = Path(tempfile.mkdtemp(prefix=f"reprolib-executed-{name}-")) / f"{name}.ipynb"
+        nbformat.write(executed, kept)
+        raise ChapterError(f"Could not write {target} ({exc}); the executed notebook is kept at {kept}.") from exc
     log(f"{name}: done in {wall:.0f} s -> {target}")
     return target
 
@@ -649,6 +690,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChapterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: the steps that finished are kept in the cache; run the same command again to "
+              "resume from them.", file=sys.stderr)
+        return 130
     return 0
 
 
