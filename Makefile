@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: this resolves to the local CPU build, never to CUDA wheels.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m pip install --quiet -e ".[book,test,defenses]"
 	@command -v chromium >/dev/null 2>&1 || \
 	  { echo "installing Debian's chromium for the browser test"; \
 	    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \

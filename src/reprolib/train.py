@@ -3,6 +3,11 @@
 Every epoch draws its data order, augmentation and dropout masks from generators seeded by
 ``(recipe.seed, epoch)``, so a run stopped after epoch *e* and resumed from its checkpoint
 gives the same weights as an uninterrupted one (on the same hardware).
+
+A defence that needs more than ``loss(model(x), y)`` per batch (adversarial training, VAT)
+passes a ``batch_loss(model, x, y, step)`` to :func:`fit`; ``step`` is a :class:`Step`, which
+carries the batch's place in the run and a per-batch seed, so the defence is seeded and resumes
+like the rest of the run.
 """
 from __future__ import annotations
 
@@ -37,6 +42,39 @@ class Recipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a batch sits in a run of :func:`fit`, as a ``batch_loss`` sees it.
+
+    ``epoch`` (0-based), ``index`` (the global step, 0-based) and ``total`` (steps of the whole
+    run) locate the batch; ``seed`` is a seed for the batch's own random draws (an attack's random
+    start), a function of ``(recipe.seed, index)`` only, so a resumed run draws the same.
+    """
+
+    epoch: int
+    index: int
+    total: int
+    seed: int
+
+    @property
+    def progress(self) -> float:
+        """The fraction of the run done before this step, in [0, 1)."""
+        return self.index / self.total
+
+
+#: What :func:`fit` calls per batch instead of ``loss(model(x), y)``: a scalar to minimise.
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, Step], torch.Tensor]
+
+
+def _describe(batch_loss: BatchLoss | None) -> dict | None:
+    """What a resume state records of ``batch_loss``: its ``as_dict()``, else its name."""
+    if batch_loss is None:
+        return None
+    if hasattr(batch_loss, "as_dict"):
+        return batch_loss.as_dict()
+    return {"name": getattr(batch_loss, "__qualname__", type(batch_loss).__qualname__)}
 
 
 def _optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -91,13 +129,21 @@ def _save_atomic(obj, path: Path) -> None:
 
 def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path | None = None,
         desc: str = "train", targets: torch.Tensor | None = None,
-        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> float:
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+        batch_loss: BatchLoss | None = None) -> float:
     """Train ``model`` in place by ``recipe``; returns the wall time in seconds.
 
     By default the model is a classifier of ``train.y`` under cross-entropy. For a regressor,
     pass ``targets`` (one row per image of ``train``) and a ``loss`` such as ``F.mse_loss``;
     ``loss(model(x_batch), targets_batch)`` is minimised. Augmentation does not transform
     targets, so use it only with targets that are invariant to crops and flips.
+
+    ``batch_loss(model, x_batch, y_batch, step)`` (a :data:`BatchLoss`), when given, replaces
+    ``loss(model(x_batch), y_batch)``: it returns the scalar to minimise, e.g. an adversarial
+    training loss (:mod:`reprolib.defenses`). The model is put in train mode before each call;
+    ``step`` is the batch's :class:`Step`. If the callable has an ``as_dict()`` method, its value
+    is recorded in the resume state, and a resume with another value (or with another kind of
+    batch loss, or none) is refused.
 
     If ``resume_path`` is given, the state after every epoch is written there, and a run that
     finds it continues from the last finished epoch.
@@ -109,6 +155,7 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
     start_epoch, elapsed = 0, 0.0
+    described = _describe(batch_loss)
     if resume_path is not None and resume_path.is_file():
         try:  # weights_only: a resume file holds tensors, numbers and dicts, and nothing in it can run
             state = torch.load(resume_path, map_location=device, weights_only=True)
@@ -120,6 +167,11 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
             raise RuntimeError(
                 f"{resume_path} holds a run of another recipe ({state['recipe']}); "
                 f"move it away to train with {recipe.as_dict()}."
+            )
+        if state.get("batch_loss") != described:
+            raise RuntimeError(
+                f"{resume_path} holds a run with another batch_loss ({state.get('batch_loss')}); "
+                f"move it away to train with {described}."
             )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -139,7 +191,13 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
                 xb = augment_crop_flip(xb, gen)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(recipe, epoch * steps_per_epoch + i, total)
-            value = loss(model(xb), yb)
+            if batch_loss is None:
+                value = loss(model(xb), yb)
+            else:
+                index = epoch * steps_per_epoch + i
+                model.train()
+                value = batch_loss(model, xb, yb, Step(epoch, index, total,
+                                                       (recipe.seed * 1_000_003 + index) % 2**31))
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
@@ -148,7 +206,8 @@ def fit(model: nn.Module, recipe: Recipe, train: ImageSet, *, resume_path: Path 
         elapsed += time.perf_counter() - t0
         if resume_path is not None:
             _save_atomic({"recipe": recipe.as_dict(), "model": model.state_dict(),
-                          "optimizer": opt.state_dict(), "epoch": epoch + 1, "elapsed": elapsed},
+                          "optimizer": opt.state_dict(), "epoch": epoch + 1, "elapsed": elapsed,
+                          **({} if described is None else {"batch_loss": described})},
                          resume_path)
     bar.close()
     model.eval()

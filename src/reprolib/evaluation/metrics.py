@@ -44,9 +44,9 @@ def rho_1(r_norms: Tensor, x: Tensor, fooled: Tensor, p: float = math.inf) -> fl
 
     Args:
         r_norms: (N,) ``‖r‖_p`` of DeepFool's perturbation (``AttackResult.info["norm"]``).
-        x: (N, ...) the inputs whose norm divides; the authors use the **pre-processed** image
-          , so pass ``(x − mean)/std`` to compare with their CIFAR numbers and
-           the raw [0, 1] image for pixel units.
+        x: (N, ...) the inputs whose norm divides; the authors use the **pre-processed** image,
+           so pass ``(x − mean)/std`` to compare with their CIFAR numbers and the raw [0, 1]
+           image for pixel units.
         fooled: (N,) DeepFool's success flags.
         p: the norm of ``‖x‖_p`` (∞ in document 001; DeepFool's paper uses 2).
 
