@@ -47,6 +47,10 @@ BATCH_DEPENDENT = {"zoo", "pdgd", "pdpgd", "random_sign"}
 #: backward round in a batch than alone.
 COUNTS_BATCH_DEPENDENT = {"deepfool", "min_norm_iteration"}
 
+#: Attacks whose first gradient is taken at x itself (C&W works in tanh space, which moves a pixel
+#: on a bound by about 1e-6; PDGD/PDPGD start from a random point; ZOO takes no gradient).
+GRADIENT_AT_X = set(CASES) - {"cw_l2", "pdgd", "pdpgd", "zoo", "random_sign"}
+
 SHAPE, K, N = (1, 4, 4), 4, 6
 
 
@@ -235,3 +239,59 @@ def test_unknown_setting_is_refused_before_any_pass(name):
     with pytest.raises(TypeError, match="no_such_setting"):
         run(name, model, x, y, no_such_setting=1)
     assert model.net.forward_rows == N
+
+
+class _SqrtNet(nn.Module):
+    """``sqrt(u) @ Wᵀ`` with the weights of pixel 0 at zero: at u₀ = 0 its gradient is 0·∞ = NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.w = nn.Parameter(torch.randn(K, 16))
+        with torch.no_grad():
+            self.w[:, 0] = 0
+
+    def forward(self, u):
+        return u.flatten(1).sqrt() @ self.w.T
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_nan_leaves_an_attack_and_nan_gradients_are_counted(name):
+    model = Classifier(_SqrtNet(), input_shape=SHAPE, num_classes=K).eval()
+    x = torch.rand((N, *SHAPE), generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
+    x[:, 0, 0, 0] = 0.0
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    r = run(name, model, x, labels)
+    assert torch.isfinite(r.x_adv).all() and torch.isfinite(r.x_raw).all()
+    assert r.nonfinite_gradients.shape == (N,)
+    if name in GRADIENT_AT_X:  # a gradient was taken at x itself (pixel 0 at 0): its NaN entries were zeroed
+        assert (r.nonfinite_gradients > 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_model_with_more_outputs_than_declared_is_refused(name):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, K + 2))
+    model = Classifier(net, input_shape=SHAPE, num_classes=K).eval()
+    x = torch.rand((N, *SHAPE), generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(N, dtype=torch.long)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    with pytest.raises(AttackInputError, match=rf"shape \(N, {K}\)"):
+        run(name, model, x, labels)
+
+
+_NUMERIC = sorted((name, key) for name, case in CASES.items() for key, v in case.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+@pytest.mark.parametrize("name, key", _NUMERIC)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5])
+def test_a_setting_out_of_range_is_refused_before_any_pass(name, key, bad):
+    model = make_model()
+    x, y = make_inputs(model)
+    labels = targets(y) if name in TARGETED_ONLY else y
+    with pytest.raises(AttackInputError, match=key):
+        run(name, model, x, labels, **{key: bad})
+    assert model.net.forward_rows == N, "refused before any model pass"

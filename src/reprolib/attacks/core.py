@@ -72,8 +72,22 @@ def check_inputs(model: Classifier, x: Tensor, y: Tensor) -> None:
                                f"[{int(y.min())}, {int(y.max())}].")
 
 
-def check_logits(model: Classifier, out: Tensor) -> None:
-    """Refuse a model whose outputs are probabilities: the attacks need logits or log-probabilities."""
+def check_logits(model: Classifier, out: Tensor, n: int | None = None) -> None:
+    """Refuse outputs that are not what the model was declared to return: a tensor of shape
+    ``(n, num_classes)`` of logits (or log-probabilities), not probabilities.
+
+    Raises:
+        AttackInputError: naming what the model returned and the fix.
+    """
+    k = model.num_classes
+    if not torch.is_tensor(out) or not out.is_floating_point() or out.dim() != 2 or out.shape[1] != k \
+            or (n is not None and out.shape[0] != n):
+        got = f"{out.dtype} of shape {tuple(out.shape)}" if torch.is_tensor(out) else type(out).__name__
+        raise AttackInputError(
+            f"The model returned {got} for a batch of {n if n is not None else 'N'} inputs, but it was declared "
+            f"with num_classes={k}: it must return floating-point logits of shape (N, {k}). Fix num_classes "
+            "in the Classifier, or the network's last layer."
+        )
     if model.output == "logits" and out.shape[1] > 1 and bool((out >= 0).all()) and \
             torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-4):
         raise AttackInputError(
@@ -100,21 +114,31 @@ class Counter:
         self.forwards = torch.zeros(n, dtype=torch.long, device=device)
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
         self.queries = torch.zeros(n, dtype=torch.long, device=device)
+        self.nonfinite = torch.zeros(n, dtype=torch.long, device=device)
         self._checked = False
 
     def logits(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
-        """One forward pass of ``x`` (the inputs ``idx`` of the batch; all when ``None``)."""
+        """One forward pass of ``x`` (the inputs ``idx`` of the batch; all when ``None``). The
+        first pass is checked against the model's declaration (:func:`check_logits`)."""
         out = self.model(x)
         if not self._checked:
-            check_logits(self.model, out.detach())
+            check_logits(self.model, out.detach(), len(x))
             self._checked = True
         self._add(self.forwards, idx, len(x))
         return out
 
     def grad(self, output: Tensor, x: Tensor, idx: Tensor | None = None, *, retain_graph: bool = False) -> Tensor:
-        """One backward pass: the gradient of ``output.sum()`` with respect to ``x``."""
+        """One backward pass: the gradient of ``output.sum()`` with respect to ``x``.
+
+        Gradient entries that are NaN or ±∞ (a model that is not differentiable there) are set to
+        0 and counted per input in :attr:`nonfinite`, so no attack steps along them.
+        """
         (g,) = torch.autograd.grad(output.sum(), x, retain_graph=retain_graph)
         self._add(self.backwards, idx, len(x))
+        bad = ~torch.isfinite(g)
+        if bool(bad.any()):
+            g = g.masked_fill(bad, 0.0)
+            self._add(self.nonfinite, idx, len(x), bad.flatten(1).sum(1))
         return g
 
     def count_queries(self, idx: Tensor | None, per_input: int | Tensor = 1) -> None:
@@ -141,7 +165,10 @@ class AttackResult:
     ``success_raw`` are re-checked by running the model on those inputs, never taken from the
     optimiser. ``norms`` are the l0, l1, l2 and l∞ norms of ``x_adv - x`` and ``norms_raw``
     those of ``x_raw - x``. Pass counts include every model call the attack made, and none of
-    the re-check. ``attack`` is the attack's name and ``params`` every setting it ran with
+    the re-check; ``nonfinite_gradients`` counts, per input, the gradient entries that were NaN
+    or ±∞ and were set to 0 (0 for a model differentiable everywhere it was queried). An input
+    whose output would hold NaN or ±∞ gets ``x`` back, a failure. ``attack`` is the attack's name
+    and ``params`` every setting it ran with
     (defaults included), so a result says how it was made. ``info`` holds what is specific to
     one attack; each attack's docstring lists its keys.
     """
@@ -158,6 +185,7 @@ class AttackResult:
     forwards: Tensor
     backwards: Tensor
     queries: Tensor
+    nonfinite_gradients: Tensor  # per input: gradient entries that were NaN or ±∞, set to 0
     seconds: float
     attack: str = ""
     params: dict = field(default_factory=dict)
@@ -183,16 +211,28 @@ def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
 
 @torch.no_grad()
 def recheck(model: Classifier, x: Tensor, labels: Tensor, targeted: bool, batch_size: int = 1024) -> Tensor:
-    """Success per input by a fresh forward pass of ``x`` (not counted against any attack)."""
-    out = [is_adversarial(model(x[i:i + batch_size]), labels[i:i + batch_size], targeted)
-           for i in range(0, len(x), batch_size)]
+    """Success per input by a fresh forward pass of ``x`` (not counted against any attack); the
+    outputs are checked against the model's declaration (:func:`check_logits`)."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        if i == 0:
+            check_logits(model, logits, len(x[:batch_size]))
+        out.append(is_adversarial(logits, labels[i:i + batch_size], targeted))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=x.device)
 
 
 def finish(model: Classifier, x: Tensor, x_raw: Tensor, labels: Tensor, targeted: bool,
            counter: Counter, started: float, **info) -> AttackResult:
-    """Clip to the bounds, re-check success on the returned inputs, and measure the norms."""
+    """Clip to the bounds, re-check success on the returned inputs, and measure the norms.
+
+    An input whose raw output holds NaN or ±∞ (a model that returned non-finite numbers) gets
+    ``x`` back and counts as a failure: no non-finite number leaves an attack.
+    """
     x_raw = x_raw.detach()
+    broken = ~torch.isfinite(x_raw).flatten(1).all(1)
+    if bool(broken.any()):
+        x_raw = torch.where(broken.view((-1,) + (1,) * (x.dim() - 1)), x, x_raw)
     x_adv = x_raw.clamp(*model.bounds)
     success = recheck(model, x_adv, labels, targeted)
     same = torch.equal(x_adv, x_raw)
@@ -202,7 +242,7 @@ def finish(model: Classifier, x: Tensor, x_raw: Tensor, labels: Tensor, targeted
         x=x, x_adv=x_adv, x_raw=x_raw, labels=labels, targeted=targeted,
         success=success, success_raw=success_raw, norms=norms, norms_raw=norms if same else lp_norms(x_raw - x),
         forwards=counter.forwards, backwards=counter.backwards, queries=counter.queries,
-        seconds=time.perf_counter() - started, info=info,
+        nonfinite_gradients=counter.nonfinite, seconds=time.perf_counter() - started, info=info,
     )
 
 
@@ -221,7 +261,7 @@ def _empty(model: Classifier, x: Tensor, y: Tensor, targeted: bool) -> AttackRes
     norms = lp_norms(x)
     return AttackResult(x=x, x_adv=x.clone(), x_raw=x.clone(), labels=y, targeted=targeted, success=none,
                         success_raw=none, norms=norms, norms_raw=norms, forwards=counter.forwards,
-                        backwards=counter.backwards, queries=counter.queries,
+                        backwards=counter.backwards, queries=counter.queries, nonfinite_gradients=counter.nonfinite,
                         seconds=time.perf_counter() - started)
 
 

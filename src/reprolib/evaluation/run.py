@@ -25,7 +25,8 @@ from ..attacks.core import AttackResult
 from ..data import ImageSet
 from ..models.classifier import Classifier
 
-_PER_INPUT = ("x", "x_adv", "x_raw", "labels", "success", "success_raw", "forwards", "backwards", "queries")
+_PER_INPUT = ("x", "x_adv", "x_raw", "labels", "success", "success_raw", "forwards", "backwards", "queries",
+              "nonfinite_gradients")
 
 
 def code_digest(fn: Callable) -> str:

@@ -43,7 +43,7 @@ def _make_oracle(model: Classifier, output: str) -> Callable[[Tensor], Tensor]:
         with torch.no_grad():
             out = model(x)
             if not checked[0]:
-                check_logits(model, out)
+                check_logits(model, out, len(x))
                 checked[0] = True
             if model.output == "logits" and output != "logits":
                 out = torch.log_softmax(out, dim=1)
