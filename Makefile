@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 ARGS ?=
 
-.PHONY: setup test data models chapter chapters book book-check bench bench-zoo clean help
+.PHONY: setup test data models chapter chapters book book-check bench bench-zoo bench-deps clean help
 
 help:
 	@echo "make book      build the HTML book from the executed chapters (book/_build/html)"
@@ -48,9 +48,11 @@ test: $(STAMP)
 
 chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=<chapter> [PROFILE=cpu] [ARGS='-p key value']"; exit 2; }
+	@# the appendix compares reprolib with the peer libraries: install them first
+	@if [ "$(NAME)" = benchmarks ]; then $(MAKE) --no-print-directory bench-deps; fi
 	$(VENV)/bin/reprolib-chapter run $(NAME) --profile $(PROFILE) $(ARGS)
 
-chapters: $(STAMP)
+chapters: $(STAMP) bench-deps
 	$(VENV)/bin/reprolib-chapter run-all --profile $(PROFILE)
 
 book: $(STAMP)
@@ -59,14 +61,15 @@ book: $(STAMP)
 book-check: $(STAMP)
 	$(VENV)/bin/reprolib-chapter check
 
-bench: $(STAMP)
+bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	# torchattacks declares torchvision and requests~=2.25.1; it needs neither, so no deps
 	$(PY) -m pip install --quiet --no-deps "torchattacks==3.5.1"
+
+bench: bench-deps
 	$(PY) benchmarks/peers.py $(ARGS)
 
-bench-zoo: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[bench]"
+bench-zoo: bench-deps
 	$(PY) benchmarks/zoo_vs_art.py $(ARGS)
 
 clean:
