@@ -16,18 +16,20 @@ Every attack is a function ``attack(model, x, y, *, targeted=False, **settings) 
 ======================  =====================================================================
 module                  attacks
 ======================  =====================================================================
-``fgsm``                ``fgsm``, ``fgm`` (one step, ℓ∞ / ℓ2 / ℓ1)
-``pgd``                 ``pgd``, ``ifgm``, ``bim`` (iterative, ℓ∞ / ℓ2 / ℓ1)
-``iterative_targeted``  document 003's equal-multiplier / equal-perturbation rules
-``deepfool``            ``deepfool`` (any ℓp)
+``fast_gradient``       ``fgsm``, ``fgm`` (one step, ℓ∞ / ℓ2 / ℓ1)
+``projected_gradient``  ``pgd``, ``ifgm``, ``bim`` (iterative, ℓ∞ / ℓ2 / ℓ1)
+``targeted_iteration``  ``iterative_targeted``: document 003's equal-multiplier /
+                        equal-perturbation rules
+``deepfool_lp``         ``deepfool`` (any ℓp)
 ``convex``              document 001: ``alg1`` (and Alg1-n), ``alg2``, ``random_sign``
-``min_norm_iteration``  document 001's eq. 8 iterated until the label changes
+``gn_iteration``        ``min_norm_iteration``: document 001's eq. 8 iterated until the label
+                        changes
 ``regression``          document 001 §III: ``l2_attack``, ``l1_attack`` for regressors
-``lbfgs``               document 000: ``lbfgs`` with bisection on C
+``lbfgs_bisection``     document 000: ``lbfgs`` with bisection on C
 ``cw``                  ``cw_l2`` (Carlini & Wagner)
-``ead``                 ``ead`` (elastic net, ISTA / FISTA)
-``zoo``                 ``zoo`` (black box, through :class:`~reprolib.attacks.ops.blackbox.BlackBox`)
-``pdpgd``               document 004: ``pdgd``, ``pdpgd`` (ℓ∞ / ℓ2 / ℓ1 / ℓ0)
+``elastic_net``         ``ead`` (elastic net, ISTA / FISTA)
+``zeroth_order``        ``zoo`` (black box, through :class:`~reprolib.attacks.ops.blackbox.BlackBox`)
+``primal_dual``         document 004: ``pdgd``, ``pdpgd`` (ℓ∞ / ℓ2 / ℓ1 / ℓ0)
 ======================  =====================================================================
 
 The shared machinery (norms, losses, proximal operators, Adam, the search on c, abort-early,
