@@ -271,7 +271,9 @@ def attack(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
     The wrapped attack checks its inputs (:func:`check_inputs`), answers an empty batch with an
     empty result before any model pass, runs ``fn`` with the model in eval mode and gradients
     enabled (restoring the model's mode afterwards, also on error), and sets the result's
-    ``attack`` (the function's name) and ``params`` (every keyword setting, defaults included).
+    ``attack`` (the function's name) and ``params`` (every keyword setting, defaults included);
+    a result in ``info`` (EAD's other decision rule) gets the same, with the settings it sets
+    itself in its ``params`` taking precedence.
     An unknown setting raises ``TypeError`` naming it, before anything runs.
     """
     signature = inspect.signature(fn)
@@ -298,6 +300,9 @@ def attack(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
             finally:
                 model.train(training)
         result.attack, result.params = fn.__name__, params
+        for extra in result.info.values():
+            if isinstance(extra, AttackResult):  # another result of the same run: its own settings win
+                extra.attack, extra.params = fn.__name__, {**params, **extra.params}
         return result
 
     ATTACKS[fn.__name__] = run

@@ -143,9 +143,6 @@ def ead(
     checks.nonnegative("confidence", confidence)
     checks.choice("decision_rule", decision_rule, RULES)
     checks.choice("solver", solver, SOLVERS)
-    settings = dict(targeted=targeted, beta=beta, binary_search_steps=binary_search_steps, steps=steps,
-                    initial_const=initial_const, step_size=step_size, confidence=confidence,
-                    decision_rule=decision_rule, solver=solver, abort_early=abort_early, record=record)
     x, y, counter, started = start(model, x, y)
     n = len(x)
     search = ConstSearch(n, initial_const, x.device)
@@ -176,7 +173,7 @@ def ead(
 
     other = "L1" if decision_rule == "EN" else "EN"
     other_result = result(other)
-    other_result.attack, other_result.params = "ead", dict(settings, decision_rule=other)
+    other_result.params = {"decision_rule": other}  # @attack adds the call's other settings
     extra = {} if history is None else {"loss_history": history}
     return result(decision_rule, other_rule=other_result, **extra)
 

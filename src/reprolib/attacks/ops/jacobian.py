@@ -47,10 +47,8 @@ def jacobian(counter: Counter, x: Tensor, idx: Tensor | None = None, classes: Te
     Raises:
         AttackInputError: a ``proxy`` not in :data:`PROXIES` (before the forward pass).
     """
-    checks.choice("proxy", proxy, PROXIES)
-    x = x.detach().requires_grad_(True)
+    x, out = forward(counter, x, idx, proxy=proxy)
     with torch.enable_grad():
-        out = _proxy(counter.logits(x, idx), proxy)
         if classes is None:
             classes = torch.arange(out.shape[1], device=out.device).expand(len(x), -1)
         rows = []
