@@ -26,11 +26,29 @@
 # | 004 | Matyasko {cite:p}`matyasko2020thesis` | margin maximisation, the adversary critic, and the PDPGD attack |
 #
 # Every chapter is a notebook that imports the library `reprolib` and holds no copy of its code.
-# The pages you read were executed with the `cpu` profile on two CPU cores; the box under each title
-# records exactly how (parameters, commit, hardware, time). This introduction is executed too: the
-# numbers and figures below come from the run recorded above.
+# The pages you read were executed with the `cpu` profile on two CPU cores; the provenance box
+# under each page's summary records exactly how (parameters, commit, hardware, time), and the box
+# under it says how to run the page yourself. This introduction is executed too: the numbers and
+# figures below come from the run recorded under the scoreboard.
 
-# %% tags=["parameters"]
+# %% [markdown] tags=["summary"]
+# ## The scoreboard
+#
+# Every verdict of every chapter, counted per document: ✓ holds (every check of the claim's
+# rule passes), ◐ partly (some do), ✗ does not (none does). The board is built from the executed
+# chapters when the book is built; each chapter ends with its verdict table, where every claim
+# links to the figure or table it checks.
+#
+# ```{include} ../_scoreboard.md
+# ```
+
+# %% [markdown]
+# ## How a chapter starts
+#
+# Every chapter starts with two cells, hidden on these pages (click to show them): the knobs a
+# reader may turn, and their declaration.
+
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper
 model = None  # None means the profile's value, for this knob and every knob below
 n_images = None
@@ -39,7 +57,7 @@ n_shown = None
 seed = None
 device = None
 
-# %%
+# %% tags=["hide-input"]
 from reprolib.book.params import Param, Spec, device_param, seed_param
 
 SPEC = Spec(
@@ -59,18 +77,20 @@ SPEC = Spec(
 params = SPEC.resolve(globals())
 
 # %% [markdown]
-# The two cells above are how every chapter starts. The first holds the knobs a reader may turn;
-# `None` means "the profile's value". The second declares each knob's type, range and value per
-# profile, then resolves them: after it, `n_images` and the others hold numbers. This chapter's
-# knobs:
+# The first holds the knobs; `None` means "the profile's value". The second declares each knob's
+# type, range and value per profile, then resolves them: after it, `n_images` and the others hold
+# numbers. This chapter's knobs, in two halves that fit the page (each chapter's are listed by
+# `python -m reprolib.book.runner params NAME`):
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 
-pd.DataFrame(
-    [{"parameter": p.name, "valid values": p.describe(), "smoke": p.smoke, "cpu": p.cpu, "paper": p.paper,
-      "this run": params[p.name], "meaning": p.doc} for p in SPEC.params.values()]
-).set_index("parameter")
+from reprolib.book.tables import present
+
+present(pd.DataFrame(
+    [{"parameter": p.name, "meaning": p.doc, "valid values": p.describe(), "this run": params[p.name],
+      "smoke": p.smoke, "cpu": p.cpu, "paper": p.paper} for p in SPEC.params.values()]
+).set_index("parameter"), max_columns=3, name="tbl-intro-knobs", caption="The knobs of this page, per profile")
 
 # %% [markdown]
 # ## How to read a verdict table
@@ -85,19 +105,21 @@ pd.DataFrame(
 # | **ours** | the number we measure, with its 95 % confidence interval where one applies (Wilson for rates) |
 # | **rule** | the test decided *before* the run, e.g. "within 2 points at every ε", "same ordering", "lower CI bound above 50 %" |
 # | **checks passed** | how many of the rule's checks pass: one per network, per ε or per measure, as the rule says |
-# | **verdict** | ✅ holds (every check passes) · 🟡 partly (some do) · ❌ does not (none does) |
-# | **why** | for anything short of ✅, the reason for the deviation |
+# | **verdict** | ✓ holds (every check passes) · ◐ partly (some do) · ✗ does not (none does) |
+# | **checked in** | a link to the figure or table of the chapter that the row checks |
+# | **why** | for anything short of "holds", the reason for the deviation |
 #
-# Read the **rule** before the verdict: a ✅ is only as strong as its rule. Differences of scale
+# Read the **rule** before the verdict: a "holds" is only as strong as its rule. Differences of scale
 # (fewer images, fewer iterations, a smaller network trained on a CPU) are stated in the chapter,
 # and the `paper` profile is the way to settle a verdict that could depend on them. The table at
 # the end of this page is a small example made from the run below; `reprolib.book.reproduction` builds
-# the rows.
+# the rows and `reprolib.book.tables` shows them. The table comes in two halves so that it fits the
+# page: the verdicts, then the numbers behind them.
 #
 # ## Re-running a chapter
 #
 # Every chapter is a [jupytext](https://jupytext.readthedocs.io) file `notebooks/NAME.py` in the
-# repository. One command converts it to a notebook, executes it with
+# repository (each page's "Run this page" box offers it for download, beside the executed `.ipynb`). One command converts it to a notebook, executes it with
 # [papermill](https://papermill.readthedocs.io) and writes the result where the book is built
 # from, with the provenance box at the top:
 #
@@ -125,7 +147,7 @@ pd.DataFrame(
 # error lists the valid parameters. This is what it looks like (the check runs in-process, with no
 # kernel):
 
-# %%
+# %% tags=["hide-input"]
 from reprolib.book import runner
 from reprolib.book.params import ParameterError
 
@@ -133,12 +155,9 @@ for bad in ({"n_imgs": 100}, {"n_images": -3}, {"eps_grid": "0.1"}):
     try:
         runner.validate("intro", "smoke", bad)
     except ParameterError as err:
-        print(f"-p {' '.join(map(str, next(iter(bad.items()))))}  →  {str(err).splitlines()[0]}")
-print()
-try:
-    runner.validate("intro", "smoke", {"n_imgs": 100})
-except ParameterError as err:
-    print(err)
+        lines = str(err).splitlines()
+        print(f"-p {' '.join(map(str, next(iter(bad.items()))))}\n    {lines[0]}\n"
+              f"    ... and then the {len(SPEC.params)} valid parameters, as in the knob table above")
 
 # %% [markdown]
 # Papermill alone works too. It cannot read `.py` files, so convert first. papermill does not
@@ -155,36 +174,43 @@ except ParameterError as err:
 # `reprolib.models.Classifier` (pixels in [0, 1]; normalisation lives inside the model) and returns an
 # `AttackResult` (adversarial inputs, success re-checked by a fresh forward pass, norms, and
 # counts of forward and backward passes). Here is the fast gradient sign method
-# {cite:p}`goodfellow2015explaining` against the C&W MNIST network {cite:p}`carlini2017towards`:
+# {cite:p}`goodfellow2015explaining`, one step $x_\text{adv} = x + \varepsilon\,\operatorname{sign}\nabla_x
+# \mathrm{CE}(x, y)$, against the C&W MNIST network {cite:p}`carlini2017towards`
+# ({numref}`fig-intro-fgsm`):
 
-# %%
+# %% mystnb={"figure": {"name": "fig-intro-fgsm", "caption": "FGSM at \u03b5 = 0.2 on the first correctly classified MNIST test images: originals, perturbations and adversarial examples, with the model's predictions."}}
+import time
+
 from reprolib import data, models
 from reprolib.attacks import fgsm
 from reprolib.book import plotting
 from reprolib.book.params import torch_device
 import torch
 
+started = time.perf_counter()
 net = models.load(model, device=torch_device(device), train_if_missing=False)  # sha256-checked
 images = data.first_correct(net, data.load("mnist", "test"), n_images)  # correctly classified
 result = fgsm(net, images.x, images.y, eps=0.2)  # one l∞ step of size 0.2
 print(f"{model}: FGSM at ε = 0.2 fools {result.success_rate:.1%} of {len(result)} images, "
-      f"mean l2 norm {result.norms['l2'].mean():.2f}, {int(result.backwards.sum())} backward passes")
+      f"mean l2 norm {result.norms['l2'].mean():.2f}, {int(result.backwards.sum())} backward passes "
+      f"({time.perf_counter() - started:.1f} s, data loading included)")
 pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_shown]
 plotting.image_grid(result.x[pick], result.x_adv[pick], labels=result.labels[pick],
                     adv_labels=net(result.x_adv[pick]).argmax(1), title=f"FGSM, ε = 0.2, {model}");
 
 # %% [markdown]
 # Labels above the adversarial row are the model's predictions, in red where the attack changed
-# them. The perturbation row shows `x_adv − x` on a symmetric colour scale.
+# them. The perturbation row shows $x_\text{adv} - x$ on a symmetric colour scale.
 #
 # ## A sweep, cached
 #
 # A chapter runs many such attacks. `reprolib.evaluation.run.run_attack` runs one over a set of
 # images in batches and caches each batch through `reprolib.cache`, under a key made of the model's
 # weights, the images, the attack's settings and the source code of the attack and of everything it
-# imports, so an interrupted sweep resumes and a change to the attack recomputes it:
+# imports, so an interrupted sweep resumes and a change to the attack recomputes it
+# ({numref}`fig-intro-sweep`):
 
-# %%
+# %% mystnb={"figure": {"name": "fig-intro-sweep", "caption": "The share of images FGSM fools against \u03b5, with 95 % Wilson bands over the images."}}
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
@@ -218,9 +244,10 @@ ax.legend(loc="lower right");
 # network is a different architecture and we attack only images it classifies correctly, so the
 # first row asks only whether most images are fooled, and the second asks for the trend:
 
-# %%
+# %% tags=["hide-input"]
 from reprolib.book.plotting import wilson_interval
 from reprolib.book.reproduction import verdict_row
+from reprolib.book.tables import verdict_table
 
 eps_arr = np.asarray(eps_grid)
 rate = fooled.float().mean(1).numpy()
@@ -232,15 +259,17 @@ rows = [
                 "89.4 % (maxout), 99.9 % (softmax)",
                 f"{rate[near]:.1%} [{lo:.1%}, {hi:.1%}] at ε = {eps_arr[near]:g}",
                 "lower CI bound > 50 %", int(lo > 0.5), 1,
-                "" if lo > 0.5 else f"{model} resists one FGSM step better than the 2015 models"),
+                "" if lo > 0.5 else f"{model} resists one FGSM step better than the 2015 models",
+                evidence=("the fooling-rate figure", "fig-intro-sweep")),
     verdict_row("the fooling rate grows with ε", "qualitative", ", ".join(f"{r:.0%}" for r in rate),
                 "no decrease larger than 2 points between neighbours on the grid",
-                len(rate) - 1 - drops, len(rate) - 1, f"{drops} decreases" if drops else ""),
+                len(rate) - 1 - drops, len(rate) - 1, f"{drops} decreases" if drops else "",
+                evidence=("the fooling-rate figure", "fig-intro-sweep")),
 ]
-pd.DataFrame(rows).set_index("claim")
+verdict_table(rows, chapter="intro", document="an example (Goodfellow et al.)", name="tbl-intro-verdicts")
 
 # %% [markdown]
-# Either verdict is a finding about this network, not about the pipeline. A ❌ in the first row
+# Either verdict is a finding about this network, not about the pipeline. A "does not" in the first row
 # says that the C&W network resists a single FGSM step better than the 2015 models did; a chapter
 # would then have to explain why, for example with the iterative attacks of the later parts.
 #
@@ -250,5 +279,7 @@ pd.DataFrame(rows).set_index("claim")
 # - {doc}`../api` documents every public function of `reprolib`, from its docstrings.
 # - {doc}`../bibliography` lists the five documents and the works they compare with.
 #
-# Install the library with `pip install -e .[book]` in a checkout. `make chapters` runs every chapter
-# with the `cpu` profile, and `make book` builds this site.
+# In a checkout, `make setup` installs everything into `.venv` (the CPU build of torch first, then
+# the library with its book, test and defence extras); `make chapters` runs every chapter with the
+# `cpu` profile, and `make book` builds this site. Each part also has a page of reproduction notes:
+# the methods, settings and pitfalls its chapter follows.

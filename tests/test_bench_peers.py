@@ -32,8 +32,9 @@ def sample(cw_mnist, mnist_test):
 def rows(peers, cw_mnist, sample):
     pytest.importorskip("foolbox", minversion="3.3.4")
     return peers.run(["fgsm", "pgd_linf", "pgd_l2"], cw_mnist, images=sample, libraries=["foolbox"],
-                     settings={"pgd_linf": {"steps": 3}, "pgd_l2": {"steps": 3}}, name="cw_mnist",
-                     progress=False)
+                     settings={"pgd_linf": {"steps": 3, "stop_at_success": False},
+                               "pgd_l2": {"steps": 3, "stop_at_success": False}}, name="cw_mnist",
+                     progress=False, repeats=2)
 
 
 def _pair(rows, name):
@@ -82,10 +83,10 @@ def test_pgd_equals_foolbox_at_equal_budget(rows, name):
 
 def test_pass_counts_are_exact(rows):
     ours, fb = _pair(rows, "fgsm")
-    # reprolib: one gradient (1 forward + 1 backward), then its re-check of x_adv and of the
-    # unclipped x_raw (MNIST's 0-pixels leave the box); Foolbox: the gradient + its is_adv check.
+    # reprolib: one gradient (1 forward + 1 backward), then its re-check of x_adv (the unclipped
+    # x_raw only on request); Foolbox: the gradient + its is_adv check.
     assert (ours["reported_forwards_per_image"], ours["reported_backwards_per_image"]) == (1, 1)
-    assert (ours["forward_passes_per_image"], ours["backward_passes_per_image"]) == (3, 1)
+    assert (ours["forward_passes_per_image"], ours["backward_passes_per_image"]) == (2, 1)
     assert (fb["forward_passes_per_image"], fb["backward_passes_per_image"]) == (2, 1)
     for name in ("pgd_linf", "pgd_l2"):
         ours, fb = _pair(rows, name)
@@ -154,3 +155,24 @@ def test_results_file_and_table(peers, cw_mnist, tmp_path, capsys, monkeypatch):
     assert fb["time_ratio"] == pytest.approx(ours["seconds"] / fb["seconds"])
     printed = capsys.readouterr().out
     assert "fgsm" in printed and "foolbox" in printed and "written:" in printed
+
+
+def test_repeats_and_per_image_comparison(rows):
+    ours, fb = _pair(rows, "pgd_l2")
+    for r in (ours, fb):
+        assert len(r["seconds_all"]) == 2 and r["seconds"] == pytest.approx(sum(r["seconds_all"]) / 2)
+    lo, hi = fb["time_ratio_range"]
+    assert lo <= fb["time_ratio"] <= hi
+    assert fb["passes_ratio"] == 1.0
+    common = sum(a and b for a, b in zip(ours["success"], fb["success"]))
+    assert fb["n_common"] == common == fb["norm_smaller"] + fb["norm_equal"] + fb["norm_larger"]
+
+
+def test_pgd_stops_each_input_at_its_first_success_by_default(peers, cw_mnist, sample):
+    pytest.importorskip("foolbox", minversion="3.3.4")
+    assert peers.PAIRS["pgd_linf"].settings("mnist")["stop_at_success"] is True
+    ours, fb = peers.run(["pgd_linf"], cw_mnist, images=sample, libraries=["foolbox"], progress=False,
+                         settings={"pgd_linf": {"steps": 10}})
+    assert sum(ours["success"]) >= sum(fb["success"]) > 0
+    assert all(a >= b for a, b in zip(ours["success"], fb["success"]))
+    assert ours["passes_per_image"] < fb["passes_per_image"] and fb["passes_ratio"] < 1

@@ -1,6 +1,8 @@
 """The whole pipeline, as CI runs it: every chapter executes with ``profile=smoke`` through the
 runner (fresh kernel, cache off) into a temporary folder, the HTML book is built from those
-executions with warnings as errors, and headless Chromium opens every page.
+executions with warnings as errors, and headless Chromium opens every page at 1400 px and checks
+it reads (:func:`reprolib.book.runner.browser_check`: no table wider than the column, no cut
+cell, no emoji-only verdict, no local path or repr, no dangling in-page link).
 
 The committed ``cpu`` executions in ``book/chapters`` are never touched. Screenshots go to
 ``build/screenshots/``.
@@ -80,6 +82,17 @@ def test_site_has_every_part(site):
     for part in documents:
         for entry in part["chapters"]:
             assert (site / f"{entry['file']}.html").is_file(), f"{part['caption']}: no page {entry['file']}"
+    for name in runner.chapter_names():
+        page = (site / "chapters" / f"{name}.html").read_text()
+        assert "Run this page" in page and f"{name}.py" in page, f"{name}: no 'Run this page' box with the .py"
+        assert "injected-parameters" not in page and "# Parameters" not in page, f"{name}: papermill's cell shows"
+        assert "Provenance of this page" in page
+    # the front page's scoreboard: one row per part, built from the executed chapters
+    front = (site / "chapters" / f"{runner.FIRST}.html").read_text()
+    for part in documents:
+        assert part["caption"].split(" (")[0].replace("&", "&amp;") in front, f"scoreboard lacks {part['caption']}"
+    for note in sorted((runner.BOOK_DIR / "notes").glob("*.md")):
+        assert (site / "notes" / f"{note.stem}.html").is_file(), f"notes page {note.stem} not built"
     bib = (site / "bibliography.html").read_text()
     for author in ("Tabacof", "Balda", "Sharma", "Ozbulak", "Matyasko", "Carlini", "Goodfellow"):
         assert author in bib
@@ -100,8 +113,9 @@ def _need_browser() -> None:
 
 def test_every_page_renders_in_chromium(site, smoke):
     _need_browser()
-    pages = [p for p in runner.site_pages(site) if not p.startswith("api/")]  # api/*: `browse` CLI
+    pages = runner.site_pages(site)  # chapters, notes, parts, API reference, bibliography
     assert {f"chapters/{n}" for n in runner.chapter_names()} <= set(pages)
+    assert {f"notes/{p.stem}" for p in (runner.BOOK_DIR / "notes").glob("*.md")} <= set(pages)
     report = runner.browser_check(site, pages=pages, screenshots=SCREENSHOTS, chapters_dir=smoke)
     bad = {page: problems for page, problems in report.items() if problems}
     assert not bad, bad

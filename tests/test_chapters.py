@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from reprolib import cache  # noqa: E402
+from reprolib.device import hardware_summary  # noqa: E402
 from reprolib.book import plotting, provenance, runner  # noqa: E402
 from reprolib.book.params import PROFILES, Param, ParameterError, Spec, device_param, seed_param  # noqa: E402
 
@@ -165,7 +166,7 @@ def test_cached_hits_misses_and_switch(tmp_path, monkeypatch):
 
 
 def test_stats_count_computed_and_reused_steps_with_their_cost(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "_STATS", dict.fromkeys(cache._STATS, 0))
+    monkeypatch.setattr(cache, "_STATS", {**dict.fromkeys(cache._STATS, 0), "reused_hardware": {}})
     slow = lambda: __import__("time").sleep(0.05) or 1  # noqa: E731
     cache.cached("t", {"i": 1}, slow, root=tmp_path)
     cache.cached("t", {"i": 2}, slow, root=tmp_path)
@@ -178,8 +179,10 @@ def test_stats_count_computed_and_reused_steps_with_their_cost(tmp_path, monkeyp
     s = cache.stats()
     assert (s["computed"], s["reused"], s["reused_untimed"]) == (2, 2, 1)
     assert 0.05 <= s["reused_seconds"] < first["computed_seconds"]  # the timed entry's own cost
-    line = provenance.cache_summary({**s, "reused_seconds": 4000.0})
-    assert line == "2 read from the cache (1 of them took 1 h 06 min 40 s when computed); 2 computed in this run"
+    assert s["reused_hardware"] == {hardware_summary(): 1, "unrecorded": 1}  # as each entry records it
+    line = provenance.cache_summary({**s, "reused_seconds": 4000.0, "reused_hardware": {"CPU X, 2 cores": 2}})
+    assert line == ("2 read from the cache (1 of them took 1 h 06 min 40 s when first computed, "
+                    "on CPU X, 2 cores (2 steps)); 2 computed in this run")
     text = provenance.markdown({**provenance.collect({"profile": "cpu"}), "cache": s})
     assert "| cached steps | 2 read from the cache" in text
     assert "cached steps" not in provenance.markdown(provenance.collect({"profile": "cpu"}))
@@ -225,6 +228,21 @@ def test_provenance_records_the_run():
     json.dumps(info)
     text = provenance.markdown({**info, "overrides": ["n_images"]}, rerun="python -m reprolib.book.runner run x")
     assert "`n_images=3` (set)" in text and "smoke" in text and torch.__version__ in text
+
+
+def test_run_block_gives_the_command_the_expected_time_and_the_downloads():
+    info = {"wall_seconds": 13.0, "hardware": "CPU X, 2 cores",
+            "cache": {"reused": 3, "reused_untimed": 0, "reused_seconds": 2147.0, "computed": 0}}
+    text = provenance.run_block("convex", info, make_command="make chapter NAME=convex PROFILE=cpu",
+                                command="python -m reprolib.book.runner run convex --profile cpu")
+    assert "`make chapter NAME=convex PROFILE=cpu`" in text
+    assert "Expected time on CPU X, 2 cores: 36 min 00 s from an empty cache, 13 s with the 3 cached steps" in text
+    assert "{download}`convex.py <../../notebooks/convex.py>`" in text and "{download}`convex.ipynb" in text
+    untimed = provenance.run_block("x", {**info, "cache": {**info["cache"], "reused_untimed": 1}},
+                                   make_command="m", command="c")
+    assert "at least 36 min 00 s" in untimed
+    assert "nothing was read from the cache" in provenance.run_block("x", {**info, "cache": {}}, make_command="m",
+                                                                     command="c")
 
 
 # ----------------------------------------------------------------------------- plotting

@@ -112,8 +112,9 @@ def test_every_attack_has_a_case():
     assert set(ATTACKS) == set(CASES), "add a row to CASES for every attack (and remove stale ones)"
 
 
+@pytest.mark.parametrize("check_raw", [False, True])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_result_contract(name, monkeypatch):
+def test_result_contract(name, check_raw, monkeypatch):
     model = make_model()
     x, y = make_inputs(model)
     labels = targets(y) if name in TARGETED_ONLY else y
@@ -127,10 +128,14 @@ def test_result_contract(name, monkeypatch):
         return recheck(model, x, *args, **kw)
 
     monkeypatch.setattr(core, "recheck", counted_recheck)
-    r = run(name, model, x, labels)
+    r = run(name, model, x, labels, check_raw=check_raw)
     seen_forward, seen_backward = counter.forward_rows, counter.backward_rows
     recheck_rows = sum(rechecked)
-    assert N <= recheck_rows and rechecked[0] == N
+    # one re-check of x_adv, and one of x_raw only when asked for and x_raw differs
+    raw_differs = not torch.equal(r.x_raw, r.x_adv)
+    assert rechecked[0] == N
+    assert recheck_rows == N * (1 + (check_raw and raw_differs)) * (2 if "other_rule" in r.info else 1)
+    assert r.params["check_raw"] is check_raw
     lo, hi = model.bounds
     # in bounds, shapes, name and settings recorded
     assert r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype
@@ -142,7 +147,11 @@ def test_result_contract(name, monkeypatch):
         pred, pred_raw = model(r.x_adv).argmax(1), model(r.x_raw).argmax(1)
     hit = pred == labels if r.targeted else pred != labels
     hit_raw = pred_raw == labels if r.targeted else pred_raw != labels
-    assert torch.equal(r.success, hit) and torch.equal(r.success_raw, hit_raw)
+    assert torch.equal(r.success, hit)
+    if check_raw or not raw_differs:
+        assert torch.equal(r.success_raw, hit_raw)
+    else:
+        assert r.success_raw is None
     assert torch.allclose(r.norms["l2"], (r.x_adv - x).flatten(1).norm(dim=1))
     assert torch.allclose(r.norms_raw["linf"], (r.x_raw - x).flatten(1).abs().amax(1))
     # pass counts: what the network saw, per input, summed (the re-check is not charged)
@@ -159,9 +168,12 @@ def test_modes_dtypes_and_labels(name):
     labels = targets(y) if name in TARGETED_ONLY else y
     ref = run(name, model, x, labels)
     model.train()
+    first = next(model.net.children())
+    first.eval()  # a mixed state, as with frozen batch-norm layers: restored module by module
     with torch.no_grad():
         r = run(name, model, x.double(), labels.int())
-    assert model.training, "the attack must restore the model's mode"
+    assert model.training and model.net.training, "the attack must restore the model's mode"
+    assert not first.training, "the attack must restore every module's own mode"
     model.eval()
     assert r.x_adv.dtype == torch.float32
     assert torch.equal(r.x_adv, ref.x_adv) and torch.equal(r.success, ref.success)

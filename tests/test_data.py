@@ -54,6 +54,17 @@ def test_mnist_parser_reads_synthetic_idx_exactly(synthetic_mnist):
     assert len(data.load("mnist", "train")) == 12
 
 
+def test_mnist32_is_mnist_with_a_two_pixel_zero_border(synthetic_mnist):
+    plain, padded = data.load("mnist", "test"), data.load("mnist32", "test")
+    assert padded.x.shape == (7, 1, 32, 32) and padded.x.dtype == torch.float32
+    assert torch.equal(padded.x[..., 2:-2, 2:-2], plain.x)
+    border = padded.x.clone()
+    border[..., 2:-2, 2:-2] = 0
+    assert not border.any()
+    assert torch.equal(padded.y, plain.y) and padded.classes == plain.classes
+    assert len(data.load("mnist32", "train")) == 12
+
+
 def test_mnist_wrong_checksum_names_file_and_sums_and_keeps_file(synthetic_mnist, monkeypatch):
     raw, _ = synthetic_mnist
     path = raw / "t10k-labels-idx1-ubyte.gz"

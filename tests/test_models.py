@@ -1,14 +1,17 @@
 """reprolib.models: architectures, the checked registry, and deterministic resumable training."""
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
 import pytest
 import torch
+from torch import nn
 
 from reprolib import data, models
-from reprolib.models import registry
+from reprolib.models import Classifier
+from reprolib.models import mnist_nets, registry
 from reprolib.train import Recipe, accuracy, fit
 
 
@@ -27,6 +30,37 @@ def test_build_is_deterministic():
     a, b = models.SPECS["lenet5_mnist"].build(), models.SPECS["lenet5_mnist"].build()
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("name, first_layer", [("fcnn_released_mnist32", (500, 1024)),
+                                               ("lenet5_released_mnist32", (6, 1, 5, 5))])
+def test_released_nets_read_raw_padded_32x32_pixels(name, first_layer):
+    model = models.SPECS[name].build().eval()
+    assert model.input_shape == (1, 32, 32)
+    assert torch.equal(model.mean, torch.zeros(1, 1, 1, 1)) and torch.equal(model.std, torch.ones(1, 1, 1, 1))
+    first = next(m for m in model.net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+    assert tuple(first.weight.shape) == first_layer
+    with pytest.raises(RuntimeError):  # 28×28 MNIST does not fit
+        model(torch.rand(1, 1, 28, 28))
+
+
+def test_released_init_is_the_truncated_normal_of_the_released_graph():
+    layers = [m for m in mnist_nets.fcnn_released() if isinstance(m, torch.nn.Linear)]
+    for layer, std in zip(layers, (0.07, 0.08, 0.11)):
+        w = layer.weight.detach()
+        assert w.abs().max() <= 2 * std and not layer.bias.any()
+        assert abs(float(w.std()) / std - 0.88) < 0.03  # a normal cut at ±2σ has std 0.880σ
+
+
+def test_released_fcnn_border_weights_keep_their_initial_values():
+    """The zero border of the padded input gives its first-layer weights no gradient, so the
+    trained checkpoint keeps them at their seeded initial values (document 001's leverage)."""
+    trained = models.load("fcnn_released_mnist32", device="cpu", train_if_missing=False).net[1].weight
+    initial = models.SPECS["fcnn_released_mnist32"].build().net[1].weight
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:-2, 2:-2] = False
+    assert torch.equal(trained[:, border.flatten()], initial[:, border.flatten()])
+    assert not torch.equal(trained[:, ~border.flatten()], initial[:, ~border.flatten()])
 
 
 def test_classifier_normalises_inside():
@@ -170,3 +204,27 @@ def test_metadata_files_are_consistent():
         meta = json.loads(meta_path.read_text())
         assert meta["name"] == name
         assert meta["recipe"] == models.SPECS[name].recipe.as_dict()
+
+
+def test_channels_last_changes_speed_not_results():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 15 * 15, 4))
+    plain = Classifier(net, input_shape=(3, 32, 32), num_classes=4, mean=[0.5] * 3, std=[0.25] * 3)
+    fast = Classifier(copy.deepcopy(net), input_shape=(3, 32, 32), num_classes=4, mean=[0.5] * 3,
+                      std=[0.25] * 3, channels_last=True)
+    assert fast.channels_last and fast.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(6, 3, 32, 32, requires_grad=True)
+    a, b = plain(x), fast(x)
+    (ga,), (gb,) = torch.autograd.grad(a[:, 1].sum(), x), torch.autograd.grad(b[:, 1].sum(), x)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ga, gb, atol=1e-6)
+    assert gb.is_contiguous() and b.is_contiguous()  # the caller's layout is kept
+    with pytest.raises(ValueError, match="channels_last needs image inputs"):
+        Classifier(nn.Linear(5, 2), input_shape=(5,), num_classes=2, channels_last=True)
+
+
+def test_zoo_loads_convolutional_nets_channels_last():
+    conv = [n for n, s in registry.SPECS.items() if any(isinstance(m, nn.Conv2d) for m in s.build_net().modules())]
+    assert "cw_mnist" in conv and "fcnn_mnist" not in conv
+    model = registry.load("cw_mnist", "cpu", train_if_missing=False)
+    assert model.channels_last
+    assert not registry.load("fcnn_mnist", "cpu", train_if_missing=False).channels_last

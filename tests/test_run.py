@@ -106,3 +106,15 @@ def test_linearized_margin_lp_equals_the_closed_form(norm):
     for i in range(2):
         assert math.isclose(exact.linearized_margin_lp(float(L[i]), g[i], 0.05, norm), float(closed[i]),
                             abs_tol=1e-9)
+
+
+def test_raw_successes_join_only_when_every_batch_checked_them():
+    model = linear_model()
+    x, y = images(model)
+    unchecked = run_attack(fgsm, model, (x, y), batch_size=4, progress=False, eps=0.5)
+    assert not torch.equal(unchecked.x_raw, unchecked.x_adv) and unchecked.success_raw is None
+    checked = run_attack(fgsm, model, (x, y), batch_size=4, progress=False, eps=0.5, check_raw=True)
+    with torch.no_grad():
+        raw_pred = model(checked.x_raw).argmax(1)
+    assert torch.equal(checked.success_raw, raw_pred != y)
+    assert torch.equal(checked.success, unchecked.success) and checked.params["check_raw"] is True

@@ -46,11 +46,13 @@ import numpy as np
 import torch
 
 from . import __version__, paths
+from .device import hardware_summary
 from .files import atomic_open
 
 _ENABLED: bool | None = None  # None: follow REPROLIB_NO_CACHE
 #: This process's tally of :func:`cached` steps (see :func:`stats`).
-_STATS = {"computed": 0, "computed_seconds": 0.0, "reused": 0, "reused_seconds": 0.0, "reused_untimed": 0}
+_STATS = {"computed": 0, "computed_seconds": 0.0, "reused": 0, "reused_seconds": 0.0, "reused_untimed": 0,
+          "reused_hardware": {}}
 
 
 def enabled() -> bool:
@@ -80,9 +82,11 @@ def disabled():
 def stats() -> dict:
     """How many :func:`cached` steps this process computed and how many it read from the cache,
     with the seconds they took to compute (for a reused step: when it was computed, as its entry
-    records; ``reused_untimed`` counts entries written before reprolib recorded that). The chapter
-    runner puts this in each page's provenance, whose wall time alone would hide reused work."""
-    return dict(_STATS)
+    records; ``reused_untimed`` counts entries written before reprolib recorded that), and
+    ``reused_hardware``: ``{hardware: steps}`` for the reused steps, the hardware each was computed
+    on as its entry records ("unrecorded" for older entries). The chapter runner puts this in
+    each page's provenance, whose wall time alone would hide reused work."""
+    return {**_STATS, "reused_hardware": dict(_STATS["reused_hardware"])}
 
 
 def _source_file(obj: Any) -> Path:
@@ -356,6 +360,7 @@ def cached(name: str, inputs: Any, compute: Callable[[], Any], *, code: Iterable
     save_atomic({"format": ENTRY_FORMAT, "name": name, "key": digest, "value": encode(result)}, path)
     try:
         info.write_text(json.dumps({"name": name, "reprolib_version": __version__, "seconds": round(seconds, 3),
+                                    "hardware": hardware_summary(),
                                     "code": [str(_source_file(c)) for c in code]}, indent=1) + "\n")
     except OSError:
         pass
@@ -423,8 +428,12 @@ def decode(obj: Any) -> Any:
 def _count_reused(info: Path) -> None:
     _STATS["reused"] += 1
     try:
-        seconds = float(json.loads(info.read_text())["seconds"])
+        record = json.loads(info.read_text())
+        seconds = float(record["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
         _STATS["reused_untimed"] += 1
+        record = {}
     else:
         _STATS["reused_seconds"] += seconds
+    hardware = str(record.get("hardware") or "unrecorded")
+    _STATS["reused_hardware"][hardware] = _STATS["reused_hardware"].get(hardware, 0) + 1

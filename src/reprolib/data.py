@@ -99,6 +99,7 @@ class ImageSet:
         return ImageSet(self.name, self.x[pos], self.y[pos], self.indices[pos], self.classes)
 
     def to(self, device: str | torch.device) -> "ImageSet":
+        """The same images and labels on ``device`` (a new ``ImageSet``; this one is unchanged)."""
         return ImageSet(self.name, self.x.to(device), self.y.to(device), self.indices, self.classes)
 
 
@@ -290,11 +291,22 @@ def _cifar_arrays(split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-DATASETS = {"mnist": (_mnist_arrays, MNIST_CLASSES), "cifar10": (_cifar_arrays, CIFAR10_CLASSES)}
+def _mnist32_arrays(split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST zero-padded by 2 pixels on each side to 32×32: the input of document 001's released
+    FCNN and LeNet-5 (Balda et al., ``github.com/ebalda/adversarialconvex``)."""
+    images, labels = _mnist_arrays(split, download)
+    return np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2))), labels
+
+
+DATASETS = {"mnist": (_mnist_arrays, MNIST_CLASSES), "mnist32": (_mnist32_arrays, MNIST_CLASSES),
+            "cifar10": (_cifar_arrays, CIFAR10_CLASSES)}
 
 
 def load(name: str, split: str = "test", *, download: bool = True) -> ImageSet:
-    """Load a whole split of ``"mnist"`` or ``"cifar10"`` as float32 in [0, 1].
+    """Load a whole split of ``"mnist"``, ``"mnist32"`` or ``"cifar10"`` as float32 in [0, 1].
+
+    ``"mnist32"`` is MNIST zero-padded by 2 pixels on each side (N × 1 × 32 × 32), the input of
+    document 001's released nets; its images and labels are MNIST's, in the same order.
 
     >>> test = load("mnist")            # 10000 x 1 x 28 x 28
     >>> train = load("cifar10", "train")  # 50000 x 3 x 32 x 32
@@ -353,7 +365,7 @@ def first_correct(model: torch.nn.Module, data: ImageSet, n: int, batch_size: in
 
 
 def main() -> None:
-    """``python -m reprolib.data``: fetch (or find) and verify every split of both datasets."""
+    """``python -m reprolib.data``: fetch (or find) and verify every split of every dataset (``mnist32`` is MNIST padded)."""
     for name in DATASETS:
         for split in ("train", "test"):
             images = load(name, split)

@@ -27,20 +27,26 @@ if not (REPO_ROOT / "pyproject.toml").is_file():
 
 
 def _user_cache() -> Path:
+    """``$XDG_CACHE_HOME/reprolib`` (default ``~/.cache/reprolib``)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reprolib"
 
 
 def data_mirror() -> Path | None:
+    """The read-only dataset mirror named by ``REPROLIB_DATA_MIRROR``, or ``None`` when unset."""
     value = os.environ.get("REPROLIB_DATA_MIRROR")
     return Path(value).expanduser() if value else None
 
 
 def data_dir() -> Path:
+    """Where downloaded dataset files are stored: ``REPROLIB_DATA_DIR``, else
+    ``~/.cache/reprolib/datasets``. The folder may not exist yet."""
     value = os.environ.get("REPROLIB_DATA_DIR")
     return Path(value).expanduser() if value else _user_cache() / "datasets"
 
 
 def models_dir() -> Path:
+    """Where checkpoints are read and written: ``REPROLIB_MODELS_DIR``, else the checkout's
+    ``data/models``, else ``~/.cache/reprolib/models``."""
     value = os.environ.get("REPROLIB_MODELS_DIR")
     if value:
         return Path(value).expanduser()
@@ -50,6 +56,8 @@ def models_dir() -> Path:
 
 
 def cache_dir() -> Path:
+    """Where :mod:`reprolib.cache` keeps its entries: ``REPROLIB_CACHE_DIR``, else the checkout's
+    ``.cache``, else ``~/.cache/reprolib/results``."""
     value = os.environ.get("REPROLIB_CACHE_DIR")
     if value:
         return Path(value).expanduser()

@@ -41,6 +41,7 @@ class Recipe:
     seed: int = 0
 
     def as_dict(self) -> dict:
+        """The recipe as a plain dict (JSON-serialisable; recorded in checkpoint metadata)."""
         return asdict(self)
 
 

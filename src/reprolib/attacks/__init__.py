@@ -6,7 +6,8 @@ Every attack is a function ``attack(model, x, y, *, targeted=False, **settings) 
   normalisation; ``x`` is a batch ``(N, *model.input_shape)`` inside the bounds; ``y`` holds the
   true labels ``(N,)`` (any integer dtype), or the target labels when ``targeted=True``.
 * The result (:class:`AttackResult`) holds the adversarials clipped to the bounds and the raw
-  ones, success re-checked by a fresh forward pass, the l0/l1/l2/l∞ norms of both, the forward
+  ones, success re-checked by a fresh forward pass (of the raw ones too with
+  ``check_raw=True``), the l0/l1/l2/l∞ norms of both, the forward
   and backward passes (or queries) spent per input, the attack's name and every setting it ran
   with. ``info`` holds what is specific to one attack (each docstring lists its keys).
 * Bad settings raise :class:`AttackInputError` (a ``ValueError``) naming the setting and its
@@ -53,7 +54,10 @@ name                     meaning
 ``binary_search_steps``  rounds of the per-input binary search on c
 ``abort_early``          end a round when the loss stops falling (C&W's rule)
 ``abort_early_every``    how many iterations between those checks
-``stop_at_success``      freeze each input at its first successful iterate (fixed-budget attacks)
+``stop_at_success``      freeze each input at its first successful iterate (fixed-budget attacks;
+                         off by default: they then return the last iterate, as their papers)
+``check_raw``            also re-check the unclipped output ``x_raw`` (every attack; off by
+                         default, which spares a forward pass where it leaves the box)
 ``solver``               the optimiser or algorithm variant of an attack
 ``loss``                 the objective, by name (:data:`reprolib.attacks.ops.losses.LOSSES`)
 ``seed``                 the seed of the attack's own random generator (0 by default)

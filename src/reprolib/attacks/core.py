@@ -8,10 +8,13 @@ An attack is a function ``attack(model, x, y, *, targeted=False, ...) -> AttackR
   target labels (``targeted=True``).
 * The attack counts every forward and backward pass it spends, per input, through a
   :class:`Counter`, and ends with :func:`finish`, which clips to the bounds and re-checks
-  success with a fresh forward pass that is not charged to the attack.
+  success with a fresh forward pass that is not charged to the attack. The unclipped output is
+  re-checked only when the caller asks (``check_raw=True``), which spares most callers a pass.
 * Every public attack is decorated with :func:`attack`, which records its name and settings in
   the result, checks the inputs, runs the model in eval mode with gradients enabled (whatever
   the caller's modes, both restored afterwards), and answers an empty batch with an empty result.
+  It adds one setting to every attack, ``check_raw`` (default False): re-check the unclipped
+  output ``x_raw`` too, filling ``success_raw``.
 """
 from __future__ import annotations
 
@@ -163,8 +166,10 @@ class AttackResult:
     ``x_adv`` is clipped to the model's bounds; ``x_raw`` is the attack's output before
     clipping (identical for attacks that never leave the box). ``success`` and
     ``success_raw`` are re-checked by running the model on those inputs, never taken from the
-    optimiser. ``norms`` are the l0, l1, l2 and l∞ norms of ``x_adv - x`` and ``norms_raw``
-    those of ``x_raw - x``. Pass counts include every model call the attack made, and none of
+    optimiser; ``success_raw`` is ``None`` when ``x_raw`` differs from ``x_adv`` and the attack
+    was not called with ``check_raw=True`` (it equals ``success`` where they are the same).
+    ``norms`` are the l0, l1, l2 and l∞ norms of ``x_adv - x`` and ``norms_raw`` those of
+    ``x_raw - x``. Pass counts include every model call the attack made, and none of
     the re-check; ``nonfinite_gradients`` counts, per input, the gradient entries that were NaN
     or ±∞ and were set to 0 (0 for a model differentiable everywhere it was queried). An input
     whose output would hold NaN or ±∞ gets ``x`` back, a failure. ``attack`` is the attack's name
@@ -179,7 +184,7 @@ class AttackResult:
     labels: Tensor  # true labels, or targets when targeted
     targeted: bool
     success: Tensor
-    success_raw: Tensor
+    success_raw: Tensor | None  # None: x_raw differs from x_adv and was not re-checked
     norms: dict[str, Tensor]
     norms_raw: dict[str, Tensor]
     forwards: Tensor
@@ -209,7 +214,7 @@ def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     return pred == labels if targeted else pred != labels
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def recheck(model: Classifier, x: Tensor, labels: Tensor, targeted: bool, batch_size: int = 1024) -> Tensor:
     """Success per input by a fresh forward pass of ``x`` (not counted against any attack); the
     outputs are checked against the model's declaration (:func:`check_logits`)."""
@@ -226,6 +231,8 @@ def finish(model: Classifier, x: Tensor, x_raw: Tensor, labels: Tensor, targeted
            counter: Counter, started: float, **info) -> AttackResult:
     """Clip to the bounds, re-check success on the returned inputs, and measure the norms.
 
+    ``success_raw`` is ``success`` when no coordinate was clipped, else ``None``: the
+    :func:`attack` decorator re-checks ``x_raw`` when the caller passed ``check_raw=True``.
     An input whose raw output holds NaN or ±∞ (a model that returned non-finite numbers) gets
     ``x`` back and counts as a failure: no non-finite number leaves an attack.
     """
@@ -236,7 +243,7 @@ def finish(model: Classifier, x: Tensor, x_raw: Tensor, labels: Tensor, targeted
     x_adv = x_raw.clamp(*model.bounds)
     success = recheck(model, x_adv, labels, targeted)
     same = torch.equal(x_adv, x_raw)
-    success_raw = success if same else recheck(model, x_raw, labels, targeted)
+    success_raw = success if same else None
     norms = lp_norms(x_adv - x)
     return AttackResult(
         x=x, x_adv=x_adv, x_raw=x_raw, labels=labels, targeted=targeted,
@@ -247,9 +254,8 @@ def finish(model: Classifier, x: Tensor, x_raw: Tensor, labels: Tensor, targeted
 
 
 def start(model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Counter, float]:
-    """Check the inputs, move them to the model's device and dtype (labels to int64), and open
-    a counter and a clock."""
-    check_inputs(model, x, y)
+    """Move the inputs (already checked by :func:`attack`) to the model's device and dtype
+    (labels to int64), and open a counter and a clock."""
     device = model.device
     x, y = x.detach().to(device=device, dtype=model_dtype(model)), y.to(device=device, dtype=torch.long)
     return x, y, Counter(model, len(x), device), time.perf_counter()
@@ -270,16 +276,28 @@ def attack(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
 
     The wrapped attack checks its inputs (:func:`check_inputs`), answers an empty batch with an
     empty result before any model pass, runs ``fn`` with the model in eval mode and gradients
-    enabled (restoring the model's mode afterwards, also on error), and sets the result's
+    enabled (restoring every module's mode afterwards, also on error), and sets the result's
     ``attack`` (the function's name) and ``params`` (every keyword setting, defaults included);
     a result in ``info`` (EAD's other decision rule) gets the same, with the settings it sets
     itself in its ``params`` taking precedence.
+
+    It adds the keyword ``check_raw`` (default False): when True, an unclipped output ``x_raw``
+    that differs from ``x_adv`` is re-checked by one more forward pass (not charged to the
+    attack), filling ``success_raw``; otherwise ``success_raw`` is ``None`` there.
     An unknown setting raises ``TypeError`` naming it, before anything runs.
     """
     signature = inspect.signature(fn)
+    if "check_raw" in signature.parameters:
+        raise TypeError(f"{fn.__name__} may not define check_raw: @attack adds it")
+    check_raw_param = inspect.Parameter("check_raw", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                        annotation="bool")
+    params_list = list(signature.parameters.values())
+    var_kw = [i for i, q in enumerate(params_list) if q.kind is inspect.Parameter.VAR_KEYWORD]
+    params_list.insert(var_kw[0] if var_kw else len(params_list), check_raw_param)
+    public = signature.replace(parameters=params_list)
 
     @functools.wraps(fn)
-    def run(model, x, y, *args, **kwargs) -> AttackResult:
+    def run(model, x, y, *args, check_raw: bool = False, **kwargs) -> AttackResult:
         bound = signature.bind(model, x, y, *args, **kwargs)
         bound.apply_defaults()
         params = {}
@@ -288,22 +306,31 @@ def attack(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
                 params.update(value)
             else:
                 params[name] = value
+        if not isinstance(check_raw, bool):
+            raise AttackInputError(f"check_raw must be True or False, got {check_raw!r}.")
+        params["check_raw"] = check_raw
         check_inputs(model, x, y)
         if len(x) == 0:
             result = _empty(model, x, y, bool(params.get("targeted", False)))
         else:
-            training = model.training
+            modes = [(m, m.training) for m in model.modules()]  # restored module by module
             model.eval()
             try:
                 with torch.enable_grad():
                     result = fn(model, x, y, *args, **kwargs)
+                if check_raw:
+                    for r in [result, *(v for v in result.info.values() if isinstance(v, AttackResult))]:
+                        if r.success_raw is None:
+                            r.success_raw = recheck(model, r.x_raw, r.labels, r.targeted)
             finally:
-                model.train(training)
+                for m, mode in modes:
+                    m.training = mode
         result.attack, result.params = fn.__name__, params
         for extra in result.info.values():
             if isinstance(extra, AttackResult):  # another result of the same run: its own settings win
                 extra.attack, extra.params = fn.__name__, {**params, **extra.params}
         return result
 
+    run.__signature__ = public
     ATTACKS[fn.__name__] = run
     return run

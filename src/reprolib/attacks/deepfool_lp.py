@@ -38,7 +38,7 @@ from ..models.classifier import Classifier
 from .core import AttackResult, attack, finish, start
 from .ops import checks
 from .ops.box import pinned
-from .ops.jacobian import PROXIES, difference_ratios, forward, margin_grads, top_candidates
+from .ops.jacobian import PROXIES, difference_ratios, forward, margin_grads, regraph_pays, top_candidates
 from .ops.linearized import gnii_step
 from .ops.norms import lp_norm, order
 
@@ -81,7 +81,10 @@ def deepfool(model: Classifier, x: Tensor, y: Tensor, *, targeted: bool = False,
     Returns:
         An :class:`~.core.AttackResult`. Cost per input: one forward pass per iteration plus one
         for the final check when it stops early, and ``candidates − 1`` backward passes per
-        iteration. ``info``: ``iterations`` (N,) the steps taken; ``norm`` (N,)
+        iteration; plus, in an iteration where inputs of the batch stop, either one more forward
+        pass for the inputs that go on (their graph rebuilt without the finished ones) or
+        ``candidates − 1`` backward passes for the finished ones (back-propagated with the
+        others), whichever costs fewer passes (:func:`~.ops.jacobian.regraph_pays`). ``info``: ``iterations`` (N,) the steps taken; ``norm`` (N,)
         ``‖x_adv − x‖_p`` and ``norm_raw`` (N,) ``‖x_raw − x‖_p``; ``fooled_in_loop`` (N,)
         whether the loop saw the label change.
 
@@ -131,7 +134,11 @@ def deepfool(model: Classifier, x: Tensor, y: Tensor, *, targeted: bool = False,
         keep = (~done).nonzero().flatten()
         if len(keep) == 0:
             break
-        df, dg = margin_grads(counter, x_req, out, y[active[keep]], others[active[keep]], active, rows=keep)
+        rows, fwd_idx = keep, active
+        if regraph_pays(int(done.sum()), len(keep), others.shape[1]):
+            x_req, out = forward(counter, x_cur[active[keep]], active[keep], proxy=proxy)
+            rows, fwd_idx = None, active[keep]
+        df, dg = margin_grads(counter, x_req, out, y[active[keep]], others[active[keep]], fwd_idx, rows=rows)
         active = active[keep]
         if box_aware:
             # A step moves along −(∇f_k − ∇f_j); drop the coordinates that sit on a bound and

@@ -14,6 +14,7 @@ from ..models.classifier import Classifier
 from .core import AttackResult, attack, finish, start
 from .ops import checks
 from .ops.box import pinned
+from .ops.jacobian import regraph_pays
 from .ops.linearized import min_norm_step
 from .ops.norms import order
 
@@ -49,7 +50,10 @@ def min_norm_iteration(model: Classifier, x: Tensor, y: Tensor, *, targeted: boo
 
     Returns:
         An :class:`~.core.AttackResult`. Cost per input: one forward and one backward pass per
-        iteration, plus one forward pass for the check that stops it. ``info["iterations"]``
+        iteration, plus one forward pass for the check that stops it; plus, in an iteration
+        where more inputs of the batch stop than go on, one forward pass for each that goes on
+        (its graph rebuilt without the finished ones), else one backward pass for each finished
+        one (back-propagated with the others) (:func:`~.ops.jacobian.regraph_pays`). ``info["iterations"]``
         ``(N,)``: the steps taken.
 
     Raises:
@@ -72,11 +76,19 @@ def min_norm_iteration(model: Classifier, x: Tensor, y: Tensor, *, targeted: boo
         keep = out.argmax(1) == k
         if step == steps or not bool(keep.any()):
             break
+        if regraph_pays(int((~keep).sum()), int(keep.sum()), 1):
+            active, k = active[keep], k[keep]
+            xa = x_cur[active].detach().requires_grad_(True)
+            out = counter.logits(xa, active)
+            keep = torch.ones(len(active), dtype=torch.bool, device=x.device)
+            fwd_idx = active
+        else:
+            fwd_idx, active = active, active[keep]
         others = out.detach().scatter(1, k[:, None], -math.inf)
         L = out.gather(1, k[:, None]).squeeze(1) - out.gather(1, others.argmax(1, keepdim=True)).squeeze(1)
         # the backward pass runs through every row of the forward batch, so each is charged
-        g = counter.grad(L[keep], xa, active)[keep]
-        active, L = active[keep], L.detach()[keep]
+        g = counter.grad(L[keep], xa, fwd_idx)[keep]
+        L = L.detach()[keep]
         if clip:  # box-aware: the step moves along −g; drop the coordinates it would push out
             g = g.masked_fill(pinned(x_cur[active], -g, model.bounds), 0.0)
         x_new = x_cur[active] + (1 + overshoot) * min_norm_step(L, g, p)

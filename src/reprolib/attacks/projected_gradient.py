@@ -191,7 +191,12 @@ def pgd(model: Classifier, x: Tensor, y: Tensor, *, targeted: bool = False, eps,
         l1_step: ``"sparse"`` (top-(1 − l1_sparsity) coordinates, SLIDE) or ``"dense"``
             (∇/‖∇‖₁); ℓ1 only.
         l1_sparsity: in [0, 1); 0.99 keeps the top 1 % of the coordinates.
-        stop_at_success: freeze each input at its first adversarial iterate.
+        stop_at_success: freeze each input at its first adversarial iterate, where it costs no
+            further pass. Off by default: the attack of the papers ascends the loss for all
+            ``steps`` and returns the last iterate (what adversarial training and loss studies
+            need); turn it on for success-rate and robust-accuracy evaluations, which it makes
+            cheaper without losing a success (the last iterate can fall back across the boundary;
+            the first adversarial one is kept).
         seed: the seed (≥ 0) of the random start's generator.
         **loss_kw: the objective's own settings, e.g. ``confidence`` (κ ≥ 0) for ``"mlogit"``.
 

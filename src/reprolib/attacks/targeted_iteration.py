@@ -69,7 +69,9 @@ def iterative_targeted(model: Classifier, x: Tensor, y: Tensor, *, targeted: boo
         confidence: κ ≥ 0 of the M-logit source (paper: 20, following C&W).
         eps: an optional ℓ∞ radius ≥ 0, a number or ``(N,)`` (Kurakin's Clip_{X,ε}); the paper's
             rule has none.
-        stop_at_success: freeze each input at its first success.
+        stop_at_success: freeze each input at its first success, where it costs no further
+            pass. Off by default: document 003 runs all T updates and studies the whole
+            trajectory (its Figs. 3–5); turn it on to measure success rates cheaply.
         record: keep the per-iteration trajectories.
 
     Returns:

@@ -8,6 +8,8 @@ module            what it holds
 ``provenance``    where, when, with what code and on which hardware a chapter ran
 ``plotting``      the figures the chapters share, in one theme, and confidence intervals
 ``reproduction``  the documents' transcribed numbers and the verdict rule
+``tables``        how every table is shown (whole cells, 3 significant figures, "—" for
+                  missing, split when wide) and the verdict tables with their badges
 ``runner``        runs the chapters and builds the book (``python -m reprolib.book.runner``,
                   installed as ``reprolib-chapter``)
 ================  ==============================================================================

@@ -4,6 +4,7 @@
 * :func:`image_grid` — original / perturbation / adversarial rows, with labels.
 * :func:`wilson_interval`, :func:`bootstrap_interval` — confidence intervals.
 * :func:`band`, :func:`rate_curve`, :func:`mean_curve` — curves with confidence bands.
+* :func:`family_styles` — one hue per family of methods, a distinct dash per member.
 """
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ import torch
 
 #: The palette of every figure (colour-blind safe).
 PALETTE = "colorblind"
+#: The order in which families take :data:`PALETTE`'s ten hues: the colour-blind palette's
+#: orange and vermillion (1 and 3) are far apart in this order, so up to seven families never get both.
+_FAMILY_HUES = (0, 1, 2, 4, 5, 9, 7, 3, 6, 8)
+#: The dashes given to the members of one family, in order (solid first).
+DASHES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 
 _THEMED = False
 
@@ -197,3 +203,33 @@ def mean_curve(ax: plt.Axes, x: Any, samples: Sequence[Any], *, label: str | Non
     values = np.array([statistic(_np(s).ravel()) for s in samples])
     bounds = np.array([bootstrap_interval(s, statistic, confidence=confidence, seed=seed) for s in samples])
     return band(ax, x, values, bounds[:, 0], bounds[:, 1], label=label, **kw)
+
+
+def family_styles(families: dict[str, Sequence[str]]) -> dict[str, dict[str, Any]]:
+    """Line styles for methods grouped in families: one hue of :data:`PALETTE` per family,
+    and within a family a distinct dash per member (:data:`DASHES`, solid first), so that
+    curves read apart in colour and in grey.
+
+    Args:
+        families: ``{family: [method, ...]}``, in the order the hues are handed out.
+
+    Returns:
+        ``{method: {"color": rgb, "linestyle": dash}}``, ready for ``ax.plot(..., **style)``.
+
+    Raises:
+        ValueError: a method in two families, a family with more members than dashes, or more
+            than ten families.
+    """
+    palette = sns.color_palette(PALETTE, 10)
+    if len(families) > len(_FAMILY_HUES):
+        raise ValueError(f"{len(families)} families; at most {len(_FAMILY_HUES)} hues.")
+    hues = [palette[i] for i in _FAMILY_HUES]
+    styles: dict[str, dict[str, Any]] = {}
+    for hue, (family, members) in zip(hues, families.items()):
+        if len(members) > len(DASHES):
+            raise ValueError(f"family {family!r} has {len(members)} members; at most {len(DASHES)} dashes.")
+        for member, dash in zip(members, DASHES):
+            if member in styles:
+                raise ValueError(f"{member!r} is in two families.")
+            styles[member] = {"color": hue, "linestyle": dash}
+    return styles

@@ -66,12 +66,18 @@ def _duration(seconds: float | None) -> str:
 
 def cache_summary(stats: Mapping[str, Any]) -> str:
     """One line on the steps a run computed and those it read from the cache
-    (:func:`reprolib.cache.stats`), so that a short wall time is not mistaken for the cost."""
+    (:func:`reprolib.cache.stats`): how many were reused, the compute time they took when first
+    computed and the hardware they were computed on, so that a short wall time is not mistaken
+    for the cost."""
     reused, untimed = int(stats.get("reused", 0)), int(stats.get("reused_untimed", 0))
     text = f"{reused} read from the cache"
     if reused > untimed:
         timed = f"{reused - untimed} of them " if untimed else ""
-        text += f" ({timed}took {_duration(stats.get('reused_seconds'))} when computed)"
+        text += f" ({timed}took {_duration(stats.get('reused_seconds'))} when first computed"
+        hardware = dict(stats.get("reused_hardware") or {})
+        if hardware:
+            text += ", on " + "; ".join(f"{hw} ({n} step{'s' if n != 1 else ''})" for hw, n in hardware.items())
+        text += ")"
     return text + f"; {int(stats.get('computed', 0))} computed in this run"
 
 
@@ -102,3 +108,33 @@ def markdown(info: Mapping[str, Any], *, rerun: str | None = None) -> str:
         lines += ["", f"Re-run it: `{rerun}`"]
     lines.append("```")
     return "\n".join(lines)
+
+
+def run_block(name: str, info: Mapping[str, Any], *, make_command: str, command: str) -> str:
+    """The "Run this page" box of an executed chapter: the command that re-runs it, the time
+    to expect on the hardware of this run (from an empty cache: the wall time plus the first
+    measured compute time of the steps read from the cache; with the cache as it was: the wall
+    time), and downloads of the chapter's source (``notebooks/NAME.py``) and executed notebook."""
+    stats = dict(info.get("cache") or {})
+    wall = info.get("wall_seconds")
+    reused, untimed = int(stats.get("reused", 0)), int(stats.get("reused_untimed", 0))
+    if wall is None:
+        expected = "not measured"
+    elif reused:
+        cold = float(wall) + float(stats.get("reused_seconds") or 0.0)
+        expected = (f"{'at least ' if untimed else ''}{_duration(cold)} from an empty cache, "
+                    f"{_duration(wall)} with the {reused} cached steps this run read")
+    else:
+        expected = f"{_duration(wall)} (nothing was read from the cache)"
+    return "\n".join([
+        "```{admonition} Run this page",
+        ":class: tip",
+        f"In a checkout of the repository: `{make_command}` (or `{command}`) re-executes this page into "
+        f"`book/chapters/{name}.ipynb`; `--profile smoke` is a quick check that writes to `build/smoke/` instead.",
+        "",
+        f"Expected time on {info.get('hardware', 'the hardware above')}: {expected}.",
+        "",
+        f"Downloads: the source {{download}}`{name}.py <../../notebooks/{name}.py>` (jupytext percent format) "
+        f"and the executed notebook {{download}}`{name}.ipynb <{name}.ipynb>`.",
+        "```",
+    ])

@@ -19,7 +19,8 @@ from ..paths import REPO_ROOT
 
 __all__ = ["HOLDS", "PARTLY", "DOES_NOT", "paper_dir", "paper_table", "verdict", "verdict_row"]
 
-HOLDS, PARTLY, DOES_NOT = "✅ holds", "🟡 partly", "❌ does not"
+#: The three verdicts. :mod:`reprolib.book.tables` shows each with a symbol beside the word.
+HOLDS, PARTLY, DOES_NOT = "holds", "partly", "does not"
 
 
 def paper_dir(document: str) -> Path:
@@ -52,11 +53,25 @@ def verdict(passed: int, total: int) -> str:
 
 
 def verdict_row(claim: str, document: str, ours: str, rule: str, passed: int, total: int,
-                reason: str = "") -> dict:
-    """One row of a verdict table. ``reason`` explains a deviation; it is required unless the
-    claim holds, so that no "partly" or "does not" goes unexplained."""
+                reason: str = "", evidence: tuple[str, str] | None = None) -> dict:
+    """One row of a verdict table (shown by :func:`reprolib.book.tables.verdict_table`).
+
+    Args:
+        claim: the document's claim, in a sentence.
+        document, ours: the document's number and ours, as text with units.
+        rule: the test, fixed before the run.
+        passed, total: how many of the rule's checks passed, of how many.
+        reason: why the claim does not fully hold; required unless it holds, so that no
+            "partly" or "does not" goes unexplained.
+        evidence: ``(label, anchor)`` of the figure or table on the page that the row checks,
+            e.g. ``("Fig. 2", "fig-fooling")``; the verdict table links to ``#anchor``.
+
+    Raises:
+        ValueError: a deviation without a reason, or counts that are not 0 ≤ passed ≤ total.
+    """
     outcome = verdict(passed, total)
     if outcome != HOLDS and not reason:
         raise ValueError(f"claim {claim!r} is {outcome!r}: give the reason for the deviation.")
     return {"claim": claim, "document": document, "ours": ours, "rule": rule,
-            "checks passed": f"{passed}/{total}", "verdict": outcome, "why": reason}
+            "checks passed": f"{passed}/{total}", "verdict": outcome, "why": reason,
+            **({"evidence": tuple(evidence)} if evidence else {})}

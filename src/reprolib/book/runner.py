@@ -62,6 +62,9 @@ FIRST = "intro"
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 PROVENANCE_TAG = "provenance"
+#: The tag of a chapter's opening summary (verdict tally, headline figure, what differs); the
+#: provenance box goes under it, so that results come first.
+SUMMARY_TAG = "summary"
 #: The last cell the runner appends (and removes afterwards): the kernel reports its provenance.
 _PROBE_TAG = "reprolib-provenance-probe"
 _PROBE = """\
@@ -302,14 +305,39 @@ def _write_atomic(nb, path: Path) -> None:
         nbformat.write(nb, fh)
 
 
-def _insert_provenance(nb, text: str) -> None:
+def _insert_provenance(nb, *texts: str) -> None:
+    """Put the runner's Markdown cells (provenance, "Run this page") under the chapter's summary
+    (the first cell tagged :data:`SUMMARY_TAG`), else under its title, replacing those of an
+    earlier run."""
     import nbformat
 
     nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.metadata.get("tags", [])]
-    cell = nbformat.v4.new_markdown_cell(text, metadata={"tags": [PROVENANCE_TAG]})
+    summary = [i for i, c in enumerate(nb.cells) if SUMMARY_TAG in c.metadata.get("tags", [])]
     first = nb.cells[0] if nb.cells else None
     at = 1 if first is not None and first.cell_type == "markdown" and first.source.lstrip().startswith("# ") else 0
-    nb.cells.insert(at, cell)
+    if summary:
+        at = summary[0] + 1
+    for offset, text in enumerate(texts):
+        nb.cells.insert(at + offset, nbformat.v4.new_markdown_cell(text, metadata={"tags": [PROVENANCE_TAG]}))
+
+
+def _remove_injected_parameters(nb) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the page shows the run's
+    parameters in its provenance box, not as a cell."""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+
+
+def verdict_records(nb) -> list[dict]:
+    """The machine-readable verdict tables (:data:`reprolib.book.tables.VERDICT_MIME`) that an
+    executed chapter displayed, in page order: ``[{"chapter", "document", "tally", "rows"}]``."""
+    from .tables import VERDICT_MIME
+
+    cells = nb["cells"] if isinstance(nb, dict) else nb.cells
+    return [out["data"][VERDICT_MIME] for cell in cells for out in cell.get("outputs", [])
+            if VERDICT_MIME in out.get("data", {})]
 
 
 def _take_probe(nb) -> dict | None:
@@ -389,9 +417,13 @@ def run(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = N
         "source_sha256": sha,
         "command": rerun,
         "provenance": info,
+        "verdicts": verdict_records(executed),
     }
     executed.metadata["kernelspec"] = dict(KERNELSPEC)
-    _insert_provenance(executed, provenance.markdown(info, rerun=rerun))
+    _remove_injected_parameters(executed)
+    _insert_provenance(executed, provenance.markdown(info),
+                       provenance.run_block(name, info, make_command=make_command(name, profile, overrides),
+                                            command=rerun))
     try:
         _write_atomic(executed, target)
     except OSError as exc:  # never lose an executed notebook: keep it where the message says
@@ -452,6 +484,57 @@ def check(chapters_dir: Path | None = None, *, expected_profile: str | None = BO
 
 # ----------------------------------------------------------------------------- building
 
+#: The scoreboard page fragment that :func:`build` writes into the book's sources before each
+#: build (the introduction includes it); generated, never committed.
+SCOREBOARD = "_scoreboard.md"
+
+
+def scoreboard_markdown(chapters_dir: Path | None = None, toc: Path | None = None) -> str:
+    """The front page's scoreboard: per part of the book (``_toc.yml``), the verdicts of its
+    executed chapter as displayed by its verdict table, counted and listed with symbol and word.
+
+    Built only from the executed notebooks in ``chapters_dir`` (default ``book/chapters``); a part
+    whose chapter is not written yet says so. Claims link to the chapter's verdict table.
+    """
+    import yaml
+
+    from .tables import BADGES
+
+    chapters_dir = Path(chapters_dir) if chapters_dir is not None else EXECUTED_DIR
+    toc_data = yaml.safe_load(Path(toc or BOOK_DIR / "_toc.yml").read_text(encoding="utf-8"))
+    symbol = {word: sym for sym, word in BADGES.values()}
+    rows, details = [], []
+    for part in toc_data.get("parts", []):
+        for entry in part.get("chapters", []):
+            file = entry["file"]
+            if not file.startswith(("chapters/", "parts/")):
+                continue
+            link = "{doc}`" + f"{part['caption']} <../{file}>`"
+            nb_path = chapters_dir / f"{Path(file).name}.ipynb"
+            if not file.startswith("chapters/"):
+                rows.append(f"| {link} | chapter not written yet | — | — | — |")
+                continue
+            if not nb_path.is_file():
+                rows.append(f"| {link} | not executed | — | — | — |")
+                continue
+            records = verdict_records(json.loads(nb_path.read_text(encoding="utf-8")))
+            claims = [row for record in records for row in record["rows"]]
+            if not claims:
+                rows.append(f"| {link} | no verdict table on the executed page | — | — | — |")
+                continue
+            counts = {word: sum(r["verdict"] == word for r in claims) for word in symbol}
+            rows.append(f"| {link} | {len(claims)} claims | " +
+                        " | ".join(f"{symbol[w]} {counts[w]}" for w in symbol) + " |")
+            if claims:
+                details.append(f"**{part['caption']}**\n")
+                details += [f"- {symbol[r['verdict']]} {r['verdict']}: {r['claim']} ({r['checks passed']} checks)"
+                            for r in claims]
+                details.append("")
+    header = ("| part | claims checked | " + " | ".join(f"{sym} {word}" for word, sym in symbol.items())
+              + " |\n|---|---|---|---|---|")
+    return "\n".join([header, *rows, "", *details]) + "\n"
+
+
 def _jupyter_book() -> list[str]:
     script = Path(sys.executable).with_name("jupyter-book")
     if script.is_file():
@@ -489,9 +572,11 @@ def build(chapters_dir: Path | None = None, *, output: Path | None = None, allow
                 raise ChapterError("build(chapters_dir=...) needs output=...")
             source = Path(tmp) / "book"
             shutil.copytree(BOOK_DIR, source, ignore=shutil.ignore_patterns("_build", "chapters"))
+            shutil.copytree(NOTEBOOKS_DIR, Path(tmp) / "notebooks")  # the pages' .py downloads
             (source / "chapters").mkdir()
             for nb in Path(chapters_dir).glob("*.ipynb"):
                 shutil.copyfile(nb, source / "chapters" / nb.name)
+        (source / SCOREBOARD).write_text(scoreboard_markdown(chapters_dir), encoding="utf-8")
         cmd = [*_jupyter_book(), "build", str(source), "--path-output", str(output),
                "-W", "-n", "--keep-going", "--all"]
         if quiet:
@@ -509,19 +594,59 @@ def build(chapters_dir: Path | None = None, *, output: Path | None = None, allow
 
 # ----------------------------------------------------------------------------- browsing
 
+#: Run in each checked page after it laid out: measures every table of the article against
+#: the article's column, and finds cells cut with "…"; the result lands in ``#reprolib-layout``.
+_LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const article = document.querySelector(".bd-article") || document.querySelector("#main-content");
+  const column = article ? article.getBoundingClientRect().width : 0;
+  const wide = [], cut = [];
+  document.querySelectorAll("#main-content table").forEach((t, i) => {
+    const width = Math.max(t.getBoundingClientRect().width, t.scrollWidth);
+    const head = (t.id || (t.querySelector("th") || {}).textContent || "").trim().slice(0, 40);
+    if (width > column + 1) wide.push(`table ${i + 1} (${head}): ${Math.round(width)} px`);
+    t.querySelectorAll("td, th").forEach(c => {
+      const text = c.textContent.trim();
+      if (text.endsWith("\u2026") || text.endsWith("...")) cut.push(text.slice(-40));
+    });
+  });
+  const out = document.createElement("pre");
+  out.id = "reprolib-layout";
+  out.style.display = "none";
+  out.textContent = JSON.stringify({column: Math.round(column), wide: wide, cut: cut});
+  document.body.appendChild(out);
+});
+</script>"""
+#: Text that must not appear on a page: what a reader cannot use (a colour emoji carrying a
+#: verdict, a builder's local path, a Python repr in the API reference, a note outside the book).
+_LEAKS = {"a colour emoji carries meaning": re.compile("[\u2705\u274c\U0001f7e1\U0001f7e2\U0001f534]"),
+          "a builder's local path": re.compile(r"PosixPath\(|/work/|/home/[a-z]|/tmp/reprolib"),
+          "a Python repr": re.compile(r"&lt;class &#39;|<class '|&lt;function |object at 0x"),
+          "a reference to a note outside the book": re.compile(r"card §"),
+          "a raw NaN in a table": re.compile(r"<td[^>]*>(\s*None\s*|[^<]*\b(NaN|nan)\b[^<]*)</td>")}
+
+
 def browser_check(html_dir: Path, *, pages: Sequence[str] | None = None, screenshots: Path | None = None,
                   chapters_dir: Path | None = None, browser: str = BROWSER, timeout: float = 300,
-                  width: int = 1280, height: int = 2400) -> dict[str, list[str]]:
-    """Open pages of the built site in headless Chromium and check they render.
+                  width: int = 1400, height: int = 2400) -> dict[str, list[str]]:
+    """Open pages of the built site in headless Chromium, as a reader would at ``width`` px,
+    and check they render and read.
 
     For each page (default: every page of the site that is not generated by Sphinx itself:
     the chapters, the part pages, the API reference, the bibliography) it saves a screenshot
-    and checks the DOM after scripts ran: the page has its content, no cell shows an error,
-    a traceback or stderr, and it shows at least as many images as the executed notebook has
-    image outputs, each of which exists in the site.
+    and checks the DOM after scripts ran and the page laid out: the page has its content, no
+    cell shows an error, a traceback or stderr; it shows at least as many images as the executed
+    notebook has image outputs, each of which exists in the site; no table is wider than the
+    article's column and no cell is cut with "…"; every in-page link (``#id``) has its target;
+    and no text of :data:`_LEAKS` appears (colour emoji carrying a verdict, local paths, Python
+    reprs, references to notes outside the book, raw NaN). The page is opened from a sibling
+    copy with a layout probe appended, removed afterwards.
 
     Returns:
         ``{page: [problem, ...]}`` (empty lists when all is well).
+
+    Raises:
+        ChapterError: no browser at ``browser``.
     """
     html_dir = Path(html_dir)
     if not Path(browser).is_file() and shutil.which(browser) is None:
@@ -537,7 +662,10 @@ def browser_check(html_dir: Path, *, pages: Sequence[str] | None = None, screens
         if not file.is_file():
             report[page] = [f"{file} does not exist"]
             continue
-        url = file.resolve().as_uri()
+        probe = file.with_name(f".{file.stem}.reprolib-check.html")
+        probe.write_text(file.read_text(encoding="utf-8").replace("</body>", _LAYOUT_PROBE + "</body>", 1),
+                         encoding="utf-8")
+        url = probe.resolve().as_uri()
         shot = screenshots / (page.replace("/", "_") + ".png")
         with tempfile.TemporaryDirectory(prefix="reprolib-chromium-") as profile_dir:
             # one browser run renders the page once, saves the screenshot and prints the DOM
@@ -549,7 +677,26 @@ def browser_check(html_dir: Path, *, pages: Sequence[str] | None = None, screens
             except subprocess.TimeoutExpired:
                 report[page] = [f"chromium did not finish within {timeout} s"]
                 continue
+            finally:
+                probe.unlink(missing_ok=True)
         html = dom.stdout
+        layout = re.search(r'<pre id="reprolib-layout"[^>]*>(.*?)</pre>', html, re.S)
+        if layout is None:
+            problems.append("the layout probe did not run")
+        else:
+            measured = json.loads(layout.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                                  .replace("&lt;", "<").replace("&gt;", ">"))
+            problems += [f"wider than the {measured['column']} px column: {w}" for w in measured["wide"]]
+            problems += [f"a table cell is cut: {c!r}" for c in measured["cut"]]
+            html = html[:layout.start()] + html[layout.end():]
+        for what, pattern in _LEAKS.items():
+            found = pattern.search(html)
+            if found:
+                problems.append(f"{what}: {html[max(found.start() - 60, 0):found.end() + 60]!r}")
+        ids = set(re.findall(r'\bid="([^"]+)"', html))
+        dangling = sorted({a for a in re.findall(r'href="#([^"]+)"', html) if a not in ids})
+        if dangling:
+            problems.append(f"in-page links without a target: {', '.join(dangling[:10])}")
         if dom.returncode != 0 or "<body" not in html:
             problems.append(f"chromium could not render the page (exit {dom.returncode}): {dom.stderr[-500:]}")
         if "Traceback (most recent call last)" in html or re.search(r'class="[^"]*\btraceback\b', html):
@@ -587,7 +734,7 @@ def site_pages(html_dir: Path) -> list[str]:
     html_dir = Path(html_dir)
     skip = {"genindex", "search", "py-modindex", "index"}
     pages = [p.relative_to(html_dir).with_suffix("").as_posix() for p in html_dir.rglob("*.html")
-             if not p.relative_to(html_dir).parts[0].startswith("_")]
+             if not p.relative_to(html_dir).parts[0].startswith("_") and not p.name.startswith(".")]
     pages = [p for p in pages if p not in skip]
     return sorted(pages, key=lambda p: (not p.startswith("chapters/"), p))
 

@@ -20,11 +20,13 @@ Measured the same way for every library:
 * **success**: one fresh forward pass of the returned input clipped to [0, 1] (prediction ≠ label).
 * **norms**: l1, l2 and l∞ of ``clip(x_adv, 0, 1) − x``; the pair's norm (``norm``) gives
   the median and mean over the successful images.
-* **time**: wall time of the library call alone (wrappers are built before the clock starts).
-* **ratios**, on each peer's row: ``time_ratio`` = reprolib's seconds / the peer's (< 1:
-  reprolib is faster); ``median_norm_ratio`` = reprolib's median norm / the peer's (< 1:
-  reprolib finds smaller perturbations); ``median_norm_ratio_common``: the same over the images
-  that both libraries fooled.
+* **time**: wall time of the library call alone (wrappers are built before the clock starts),
+  the median of ``repeats`` timings (a call slower than a minute is timed once).
+* **comparisons**, on each peer's row (reprolib / peer): ``time_ratio`` (< 1: reprolib is
+  faster) with its range over the repetitions, ``passes_ratio``, ``median_norm_ratio`` (< 1:
+  reprolib finds smaller perturbations), and on the images both libraries fooled the median
+  and mean norm ratios and, per image, how often reprolib's norm is smaller, equal (within
+  10⁻⁴ relative) or larger (see :func:`run`).
 
 The radii of ``pgd_*`` and ``fgsm`` are chosen so that reprolib fools roughly a third to two
 thirds of the first 20 test images (undefended models: a standard ε such as 0.3 would make
@@ -78,7 +80,11 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   As ``deepfool_l2``; ART and torchattacks have no l∞ DeepFool.
 * ``pgd_linf`` PGD l∞: reprolib ``pgd(norm="linf")``, Foolbox ``LinfPGD``, torchattacks ``PGD``, ART ``ProjectedGradientDescent(norm=inf)``.
   eps 0.15 / 1/255, steps 40 / 20, step_size 2.5·eps/steps, no random start (every library
-  would draw its own), cross-entropy loss, no early stop. ART clips to the box before the
+  would draw its own), cross-entropy loss. reprolib runs with ``stop_at_success`` on (each input
+  is frozen at its first adversarial iterate and costs no further pass: what a success-rate or
+  robust-accuracy evaluation needs, and never fewer successes than the last iterate); the peers
+  have no such option and run every step (``--set pgd_linf.stop_at_success=False`` compares
+  the full budgets). ART clips to the box before the
   ε-projection (the others project, then clip: the same point for l∞).
 * ``pgd_l2`` PGD l2: as ``pgd_linf`` with ``norm="l2"``, Foolbox ``L2PGD``, torchattacks ``PGDL2``.
   eps 1.5 / 0.1. Gradient normalised by ‖g‖₂ (+1e-10 in torchattacks, ≥ 1e-12 in Foolbox);
@@ -92,7 +98,8 @@ The pairs, their common settings (defaults: MNIST / CIFAR-10), and every known d
   fixed rule), full attack space (ART's ``use_resize``/``use_importance`` off, reprolib no
   tanh, no resize, no importance sampling), κ 0, ART ``batch_size`` 1. ART's loss uses
   logits, it clips the *noise* to the clip values (so it can only brighten pixels), and it
-  evaluates one extra forward of the current point per iteration.
+  evaluates one extra forward of the current point per iteration. ``max_queries`` (reprolib
+  only; default none) caps reprolib's queries per image, to compare at ART's query count.
 
 The command line keeps every finished (pair, library) row in reprolib's cache (``run(...,
 resume=True)``), so a run that is interrupted resumes from the rows it had finished;
@@ -151,6 +158,10 @@ MODULES = {"reprolib": "reprolib", "foolbox": "foolbox", "torchattacks": "torcha
 DEFAULT_IMAGES = {"mnist": 500, "cifar10": 200}
 DEFAULT_MODELS = ("cw_mnist", "cw_cifar")
 SEED = 1216
+#: :func:`run_one` does not repeat a call that took longer than this (seconds).
+REPEAT_BELOW = 60.0
+#: Two norms within this relative difference count as equal in the per-image comparison.
+NORM_TIE = 1e-4
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -180,6 +191,7 @@ class PassCounter(nn.Module):
         self.backward_rows = 0
 
     def reset(self) -> None:
+        """Set both row counts back to 0."""
         self.forward_rows = self.backward_rows = 0
 
     def forward(self, x: Tensor) -> Tensor:
@@ -266,10 +278,12 @@ def _art_batch(s: dict, x: Tensor) -> int:
 
 
 def _reprolib(fn_name: str, mapping: Callable[[dict], dict]):
+    """reprolib's adapter: ``build.attack`` names the attack of :mod:`reprolib.attacks` it calls."""
     def build(model, s, x, y):
         fn = getattr(attacks, fn_name)
         kw = mapping(s)
         return kw, lambda xb, yb: (fn(model, xb, yb, **kw), {})
+    build.attack = fn_name
     return build
 
 
@@ -375,7 +389,7 @@ def _art_deepfool(model, s, x, y):
 def _pgd_ours(norm):
     def mapping(s):
         return dict(eps=s["eps"], norm=norm, steps=s["steps"], step_size=s["step_size"],
-                    random_start=False, loss="ce", stop_at_success=False)
+                    random_start=False, loss="ce", stop_at_success=s["stop_at_success"])
     return mapping
 
 
@@ -437,7 +451,7 @@ def _zoo_ours(s):
                 steps=s["steps"], step_size=s["step_size"],
                 coords_per_iter=s["coords_per_iter"], h=s["h"], abort_early_every=s["abort_early_every"],
                 abort_early=True, confidence=s["confidence"], use_tanh=False, attack_space=None,
-                importance_sampling=False, seed=s["seed"])
+                importance_sampling=False, seed=s["seed"], max_queries=s["max_queries"])
 
 
 def _art_zoo(model, s, x, y):
@@ -494,7 +508,7 @@ def _per(mnist: dict, cifar10: dict, **common) -> dict:
 _CW = dict(binary_search_steps=5, steps=100, initial_const=0.1, confidence=0.0, abort_early=True,
            art_batch_size=None)
 _DF = dict(steps=50, overshoot=0.02, candidates=10, art_batch_size=None)
-_PGD = dict(step_size=None, art_batch_size=None)
+_PGD = dict(step_size=None, stop_at_success=True, art_batch_size=None)
 
 PAIRS: dict[str, Pair] = {p.name: p for p in (
     Pair("cw_l2", "C&W L2", "l2",
@@ -532,7 +546,7 @@ PAIRS: dict[str, Pair] = {p.name: p for p in (
     Pair("zoo", "ZOO-ADAM", "l2",
          _same(binary_search_steps=1, steps=50, initial_const=10.0, step_size=0.1,
                coords_per_iter=128, h=1e-4, abort_early_every=None, confidence=0.0, seed=SEED,
-               art_batch_size=1),
+               max_queries=None, art_batch_size=1),
          {"reprolib": _reprolib("zoo", _zoo_ours), "art": _art_zoo}),
 )}
 
@@ -584,9 +598,13 @@ def _ratio(a, b):
 
 
 def run_one(pair: Pair, library: str, model: Classifier, x: Tensor, y: Tensor, settings: dict,
-            seed: int = SEED) -> dict:
+            seed: int = SEED, repeats: int = 1, repeat_below: float = REPEAT_BELOW) -> dict:
     """Run one library's implementation of ``pair`` on ``(x, y)`` and measure it (see the module
-    docstring). A peer that is not installed, or that raises, gives a row with ``error``."""
+    docstring). A peer that is not installed, or that raises, gives a row with ``error``.
+
+    The call is timed ``repeats`` times (re-seeded each time; the results of the first run are
+    kept), except that a call that took more than ``repeat_below`` seconds is not repeated:
+    ``seconds`` is the median of the timings, ``seconds_all`` lists them."""
     row = {"pair": pair.name, "attack": pair.title, "norm": pair.norm, "library": library,
            "version": version(library), "n_images": len(x), "settings": settings, "native": None,
            "error": None}
@@ -602,17 +620,24 @@ def run_one(pair: Pair, library: str, model: Classifier, x: Tensor, y: Tensor, s
             counter.reset()
             t0 = time.perf_counter()
             out, extra = attack(x, y)
-            seconds = time.perf_counter() - t0
+            timings = [time.perf_counter() - t0]
+            fwd, bwd = counter.forward_rows, counter.backward_rows
+            while len(timings) < repeats and timings[0] <= repeat_below:
+                _seed(seed)
+                t0 = time.perf_counter()
+                attack(x, y)
+                timings.append(time.perf_counter() - t0)
         except Exception as exc:  # a peer's failure is a result, not a crash of the benchmark
             if library == "reprolib":
                 raise
             row["error"] = f"{type(exc).__name__}: {exc}"
             return row
-        fwd, bwd = counter.forward_rows, counter.backward_rows
     x_adv = out.x_adv if isinstance(out, AttackResult) else out
     ev = evaluate(model, x, y, x_adv)
     row.update(summarise(ev["success"], ev["norms"][pair.norm]))
-    row.update(seconds=seconds, seconds_per_image=seconds / n, forward_passes_per_image=fwd / n,
+    seconds = median(timings)
+    row.update(seconds=seconds, seconds_all=timings, seconds_per_image=seconds / n,
+               forward_passes_per_image=fwd / n,
                backward_passes_per_image=bwd / n, passes_per_image=(fwd + bwd) / n, **extra)
     if isinstance(out, AttackResult):
         row.update(reported_forwards_per_image=out.forwards.float().mean().item(),
@@ -622,21 +647,39 @@ def run_one(pair: Pair, library: str, model: Classifier, x: Tensor, y: Tensor, s
     return row
 
 
-def _compare(ours: dict, peer: dict) -> None:
-    """Add the ours/peer ratios to a peer's row."""
-    peer["time_ratio"] = peer["median_norm_ratio"] = peer["median_norm_ratio_common"] = None
+def compare(ours: dict, peer: dict) -> dict:
+    """Add to a peer's row (and return it) its comparisons with reprolib's row ``ours`` of the
+    same pair and images (the keys are listed in :func:`run`)."""
+    for k in ("time_ratio", "time_ratio_range", "passes_ratio", "median_norm_ratio", "median_norm_ratio_common",
+              "mean_norm_ratio_common", "n_common", "norm_smaller", "norm_equal", "norm_larger"):
+        peer[k] = None
     if ours.get("error") or peer.get("error"):
-        return
+        return peer
     peer["time_ratio"] = _ratio(ours["seconds"], peer["seconds"])
+    peer["time_ratio_range"] = [min(ours["seconds_all"]) / max(peer["seconds_all"]),
+                                max(ours["seconds_all"]) / min(peer["seconds_all"])]
+    peer["passes_ratio"] = _ratio(ours["passes_per_image"], peer["passes_per_image"])
     peer["median_norm_ratio"] = _ratio(ours["median_norm"], peer["median_norm"])
     key = ours["norm"]
     both = [(a, b) for ok1, ok2, a, b in zip(ours["success"], peer["success"], ours["norms"][key],
                                               peer["norms"][key]) if ok1 and ok2]
+    peer["n_common"] = len(both)
     if both:
         peer["median_norm_ratio_common"] = _ratio(median(a for a, _ in both), median(b for _, b in both))
+        peer["mean_norm_ratio_common"] = _ratio(sum(a for a, _ in both), sum(b for _, b in both))
+        tie = [abs(a - b) <= NORM_TIE * max(abs(a), abs(b)) for a, b in both]
+        peer["norm_equal"] = sum(tie)
+        peer["norm_smaller"] = sum(a < b and not t for (a, b), t in zip(both, tie))
+        peer["norm_larger"] = len(both) - peer["norm_equal"] - peer["norm_smaller"]
+    return peer
 
 
 def resolve_pairs(pairs: Sequence[str] | None) -> list[Pair]:
+    """The :class:`Pair` of each name (all of :data:`PAIRS` for ``None``), in the given order.
+
+    Raises:
+        ValueError: an unknown name, listing the valid ones.
+    """
     names = list(PAIRS) if pairs is None else list(pairs)
     unknown = [p for p in names if p not in PAIRS]
     if unknown:
@@ -647,7 +690,8 @@ def resolve_pairs(pairs: Sequence[str] | None) -> list[Pair]:
 def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | None = None, *,
         images: tuple[Tensor, Tensor] | None = None, dataset: str | None = None,
         libraries: Sequence[str] | None = None, settings: dict | None = None, seed: int = SEED,
-        name: str | None = None, device=None, progress: bool = True, resume: bool = False) -> list[dict]:
+        name: str | None = None, device=None, progress: bool = True, resume: bool = False,
+        repeats: int = 1, repeat_below: float = REPEAT_BELOW) -> list[dict]:
     """Run ``pairs`` (names of :data:`PAIRS`; None: all) on ``model`` (a zoo name or a
     :class:`Classifier`) and return one row per pair and library (reprolib first).
 
@@ -658,6 +702,8 @@ def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | No
         libraries: which of :data:`LIBRARIES` to run (default all); reprolib always runs.
         settings: overrides per pair, e.g. ``{"cw_l2": {"steps": 20}}``.
         seed: numpy and torch are seeded with it before every library run.
+        repeats: time every call this many times (the median is ``seconds``; ``seconds_all``
+            lists them), except calls slower than ``repeat_below`` seconds, timed once.
         name: the model's name in the rows (default: the zoo name, else the network's class).
         resume: keep every finished (pair, library) row in reprolib's cache
             (:mod:`reprolib.cache`, keyed by the network's weights, the images, the settings,
@@ -671,9 +717,17 @@ def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | No
     norm, over successes), ``seconds, seconds_per_image, forward_passes_per_image,
     backward_passes_per_image, passes_per_image``, per image ``success`` and ``norms``
     (l1/l2/linf); reprolib's rows add ``reported_forwards/backwards/queries_per_image``, the
-    peers' rows ``time_ratio, median_norm_ratio, median_norm_ratio_common`` (reprolib / peer).
+    peers' rows the comparisons with reprolib's row (ratios are reprolib / peer):
+    ``time_ratio`` (of the median timings) and ``time_ratio_range`` (its extremes over the
+    repetitions: reprolib's fastest over the peer's slowest, and the reverse), ``passes_ratio``
+    (forward + backward passes per image), ``median_norm_ratio``; over the ``n_common`` images
+    both fooled, ``median_norm_ratio_common``, ``mean_norm_ratio_common`` and the per-image
+    counts ``norm_smaller``, ``norm_equal`` (within a relative :data:`NORM_TIE`) and
+    ``norm_larger`` of reprolib's norm against the peer's.
     """
     chosen = resolve_pairs(pairs)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer ≥ 1, got {repeats!r}")
     libs = list(LIBRARIES if libraries is None else libraries)
     unknown = [lib for lib in libs if lib not in LIBRARIES]
     if unknown:
@@ -696,19 +750,19 @@ def run(pairs: Sequence[str] | None, model: str | Classifier, n_images: int | No
     ours: dict | None = None
     for pair, lib in tqdm(jobs, desc=f"peers {name}", disable=not progress):
         s = pair.settings(dataset, (settings or {}).get(pair.name))
+        run_row = lambda: run_one(pair, lib, model, x, y, s, seed, repeats, repeat_below)  # noqa: E731
         if resume:
             row = cache.cached(f"bench/{name}/{pair.name}/{lib}",
                                {"model": model, "x": x, "y": y, "settings": s, "seed": seed,
-                                "version": version(lib)},
-                               lambda: run_one(pair, lib, model, x, y, s, seed),
-                               code=[__file__, attacks])
+                                "version": version(lib), "repeats": repeats, "repeat_below": repeat_below},
+                               run_row, code=[__file__, attacks])
         else:
-            row = run_one(pair, lib, model, x, y, s, seed)
+            row = run_row()
         row.update(model=name, dataset=dataset)
         if lib == "reprolib":
             ours = row
         else:
-            _compare(ours, row)
+            compare(ours, row)
         rows.append(row)
     return rows
 
@@ -719,12 +773,21 @@ def _fmt(v, spec: str) -> str:
     return f"{'-':>{width}s}" if v is None else format(v, spec)
 
 
+def _range(v) -> str:
+    return "-" if not v else f"{v[0]:.2f}–{v[1]:.2f}"
+
+
+def _counts(r: dict) -> str:
+    return "-" if r.get("norm_smaller") is None else f"{r['norm_smaller']},{r['norm_equal']},{r['norm_larger']}"
+
+
 def table(rows: Sequence[dict]) -> str:
     """The summary table of :func:`run`'s rows."""
     head = (f"{'model':9s} {'pair':14s} {'library':12s} {'success':>8s} {'median':>8s} {'mean':>8s} "
-            f"{'s/image':>8s} {'fwd/img':>8s} {'bwd/img':>8s} {'t ours/':>8s} {'med ours/':>9s}")
+            f"{'s/image':>8s} {'fwd/img':>8s} {'bwd/img':>8s} {'t ours/':>8s} {'t range':>11s} "
+            f"{'med ours/':>9s} {'common':>9s} {'ours <,=,>':>12s}")
     lines = [head, f"{'':9s} {'':14s} {'':12s} {'':>8s} {'norm':>8s} {'norm':>8s} {'':>8s} {'':>8s} "
-                   f"{'':>8s} {'peer':>8s} {'peer':>9s}"]
+                   f"{'':>8s} {'peer':>8s} {'':>11s} {'peer':>9s} {'med ratio':>9s} {'per image':>12s}"]
     for r in rows:
         if r.get("error"):
             lines.append(f"{r['model']:9s} {r['pair']:14s} {r['library']:12s} {r['error']}")
@@ -733,7 +796,9 @@ def table(rows: Sequence[dict]) -> str:
             f"{r['model']:9s} {r['pair']:14s} {r['library']:12s} {100 * r['success_rate']:7.1f}% "
             f"{_fmt(r['median_norm'], '8.4f')} {_fmt(r['mean_norm'], '8.4f')} {r['seconds_per_image']:8.4f} "
             f"{r['forward_passes_per_image']:8.1f} {r['backward_passes_per_image']:8.1f} "
-            f"{_fmt(r.get('time_ratio'), '8.2f')} {_fmt(r.get('median_norm_ratio'), '9.3f')}")
+            f"{_fmt(r.get('time_ratio'), '8.2f')} {_range(r.get('time_ratio_range')):>11s} "
+            f"{_fmt(r.get('median_norm_ratio'), '9.3f')} {_fmt(r.get('median_norm_ratio_common'), '9.3f')} "
+            f"{_counts(r):>12s}")
     return "\n".join(lines)
 
 
@@ -767,6 +832,8 @@ def _parse_set(items: Sequence[str]) -> dict:
 
 
 def main(argv=None) -> dict:
+    """The command line (``python benchmarks/peers.py --help``): run the pairs, print the table,
+    write the results file; returns ``{"path", "results"}``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="zoo models (default cw_mnist cw_cifar)")
     p.add_argument("--pairs", nargs="+", default=None, choices=list(PAIRS), help="pairs (default all)")
@@ -775,6 +842,8 @@ def main(argv=None) -> dict:
     p.add_argument("--images", type=int, default=None, help="images per model (default 500 MNIST, 200 CIFAR-10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PAIR.SETTING=VALUE",
                    help="override a pair's setting, e.g. --set cw_l2.steps=20 (repeatable)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help=f"time each call this many times, the median counts (calls over {REPEAT_BELOW:.0f} s: once)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/peers.json)")
@@ -799,7 +868,8 @@ def main(argv=None) -> dict:
             sys.exit(f"{name} is not available ({exc}). Train it with `python -m reprolib.models {name}`.")
         images[name] = {"dataset": dataset, "split": "test", "indices": indices}
         rows += run(chosen, model, images=(x, y), dataset=dataset, libraries=args.libraries, name=name,
-                    settings=overrides, progress=not args.no_progress, resume=not args.no_resume)
+                    settings=overrides, progress=not args.no_progress, resume=not args.no_resume,
+                    repeats=args.repeats)
     path = args.out or RESULTS / "peers.json"
     write(path, "peers", images, rows, args.device)
     env = environment(args.device)

