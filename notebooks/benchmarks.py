@@ -278,7 +278,7 @@ for r in peers_only.itertuples():
         reasons.append(f"fools more ({100 * r.success_rate:.1f} % vs {100 * o.success_rate:.1f} %)")
     if pd.notna(r.median_norm_ratio_common) and r.median_norm_ratio_common > 1.01:
         reasons.append(f"smaller perturbations (reprolib's median is {r.median_norm_ratio_common:.3f}×, "
-                       f"smaller on {r.norm_smaller} of {r.n_common} images)")
+                       f"smaller on {int(r.norm_smaller)} of {int(r.n_common)} images)")
     if reasons:
         beaten.append({"model": r.model, "pair": r.pair, "peer": r.library, "the peer is": "; ".join(reasons)})
 present(pd.DataFrame(beaten, columns=["model", "pair", "peer", "the peer is"]), name="tbl-bench-beaten")

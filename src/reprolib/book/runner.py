@@ -637,7 +637,8 @@ def browser_check(html_dir: Path, *, pages: Sequence[str] | None = None, screens
     and checks the DOM after scripts ran and the page laid out: the page has its content, no
     cell shows an error, a traceback or stderr; it shows at least as many images as the executed
     notebook has image outputs, each of which exists in the site; no table is wider than the
-    article's column and no cell is cut with "…"; every in-page link (``#id``) has its target;
+    article's column and no cell is cut with "…"; its math is typeset (by the vendored MathJax,
+    so offline too); every in-page link (``#id``) has its target;
     and no text of :data:`_LEAKS` appears (colour emoji carrying a verdict, local paths, Python
     reprs, references to notes outside the book, raw NaN). The page is opened from a sibling
     copy with a layout probe appended, removed afterwards.
@@ -705,6 +706,8 @@ def browser_check(html_dir: Path, *, pages: Sequence[str] | None = None, screens
             problems.append("a cell shows error or stderr output")
         if re.search(r'class="[^"]*\bsystem-message\b', html) or "Unknown directive" in html:
             problems.append("the page shows a docutils error")
+        if re.search(r'class="math[ "]', html) and "<mjx-container" not in html:
+            problems.append("the page's math is not typeset (MathJax did not load)")
         if 'id="main-content"' not in html or not re.search(r"<h1[ >]", html):
             problems.append("the page has no main content or title")
         images = re.findall(r'<img[^>]*\bsrc="([^"]+)"', html)
