@@ -307,3 +307,11 @@ def test_a_setting_out_of_range_is_refused_before_any_pass(name, key, bad):
     with pytest.raises(AttackInputError, match=key):
         run(name, model, x, labels, **{key: bad})
     assert model.net.forward_rows == N, "refused before any model pass"
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_check_raw_must_be_a_bool(bad):
+    model = make_model()
+    x, y = make_inputs(model)
+    with pytest.raises(AttackInputError, match="check_raw must be True or False"):
+        ATTACKS["fgsm"](model, x, y, eps=0.1, check_raw=bad)
