@@ -91,3 +91,15 @@ def cw_mnist() -> nn.Sequential:
         nn.Flatten(), nn.Linear(1024, 200), nn.ReLU(), nn.Dropout(0.5),
         nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 10),
     )
+
+
+def madry_mnist() -> nn.Sequential:
+    """The MNIST challenge network of Madry et al. (document 002 §2.6; ``MadryLab/mnist_challenge``
+    ``model.py``): conv5-32 'same', ReLU, pool 2, conv5-64 'same', ReLU, pool 2, FC 1024, ReLU,
+    FC 10. (The challenge feeds raw [0, 1] pixels; the zoo's MNIST wrapper standardises them first,
+    an affine input change that leaves the attack geometry in pixel space as it is.)"""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Linear(1024, 10),
+    )

@@ -3,13 +3,16 @@
 ``load(name)`` returns the trained :class:`Classifier` in eval mode on the default device. It
 reads ``<models_dir>/<name>.pt`` and checks it against the sha256 in ``<name>.json``; when the
 checkpoint is absent it trains the model by its recipe (with a progress bar, resumable) and
-writes both files.
+writes both files. A defended model (``spec.defense``, :mod:`reprolib.models.defended`) is
+trained by its defence, and its metadata records the defence and, where the spec asks for it,
+the robust accuracy under PGD with restarts.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +26,7 @@ from ..files import atomic_open
 from ..train import Recipe, accuracy, fit
 from . import cifar_nets, mnist_nets
 from .classifier import Classifier
+from .defended import AdversarialTraining, Distillation, RobustCheck, robust_accuracy
 
 #: The checkpoints committed in ``data/models`` (``make models`` trains whichever are missing).
 COMMITTED = ("logreg_mnist", "fcnn_mnist", "lenet5_mnist", "cw_mnist", "mlp3x1000_mnist",
@@ -42,6 +46,9 @@ class ModelSpec:
     document: str
     paper_accuracy: float | None  # test accuracy the document reports, as a fraction
     description: str
+    defense: Distillation | AdversarialTraining | None = None  # None: plain cross-entropy training
+    robust: RobustCheck | None = None  # the robust accuracy the metadata records (and tests re-check)
+    paper_robust_accuracy: float | None = None  # the document's figure for the same check, as a fraction
 
     def build(self) -> Classifier:
         """A freshly initialised (untrained, seeded by the recipe) :class:`Classifier` with this
@@ -55,6 +62,12 @@ class ModelSpec:
         return Classifier(self.build_net(), input_shape=(3, 32, 32), num_classes=10,
                           mean=cifar_nets.CIFAR_MEAN, std=cifar_nets.CIFAR_STD)
 
+
+#: Distillation's phases (document 002 §2.6 after C&W's ``train_distillation``: one epoch of
+#: shared initialisation at T, then teacher and student). Adam, not C&W's SGD at lr 0.01: its steps
+#: do not shrink with the 1/T the temperature puts on every gradient, so one recipe trains every T.
+_DISTILL_INIT = Recipe(epochs=1, lr=1e-3, optimizer="adam", schedule="constant")
+_DISTILL_RECIPE = Recipe(epochs=8, lr=1e-3, optimizer="adam")
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("logreg_mnist", "mnist", mnist_nets.logistic_regression,
@@ -84,6 +97,23 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("mlp50_mnist", "mnist", lambda: mnist_nets.mlp([784, 50, 10]),
               Recipe(epochs=10, lr=0.05), "appendix", None,
               "MLP 784-50-10: small enough for exact minimal perturbations (reprolib.evaluation.exact)."),
+    *[ModelSpec(f"cw_distilled_t{t}_mnist", "mnist", mnist_nets.cw_mnist, _DISTILL_RECIPE, "002", None,
+                f"C&W MNIST CNN, defensively distilled at T = {t}, deployed at T = 1 (document 002, Fig. 7, "
+                f"Table 8).",
+                defense=Distillation(t, init_recipe=_DISTILL_INIT), robust=RobustCheck(eps=0.3, n_images=1000))
+      for t in (1, 10, 100)],
+    *[ModelSpec(f"madry_nat{s}_mnist", "mnist", mnist_nets.madry_mnist,
+                Recipe(epochs=4, lr=1e-3, optimizer="adam", batch_size=50, seed=s), "002", None,
+                f"Madry et al.'s MNIST network, naturally trained (seed {s}): one of document 002's three "
+                f"transfer sources (Table 10).")
+      for s in range(3)],
+    ModelSpec("madry_linf_mnist", "mnist", mnist_nets.madry_mnist,
+              Recipe(epochs=8, lr=1e-3, optimizer="adam", batch_size=50), "002", 0.9816,
+              "Madry et al.'s MNIST network, PGD-trained in ℓ∞ at ε = 0.3 (document 002, Tables 9–10): a CPU "
+              "recipe of PGD-10 with ε ramped over the first quarter, for Madry's PGD-40 over 100 000 steps.",
+              defense=AdversarialTraining("pgd_at", {"eps": 0.3, "steps": 10, "eps_ramp": 0.25}),
+              robust=RobustCheck(eps=0.3, steps=40, step_size=0.015, restarts=5, n_images=1000),
+              paper_robust_accuracy=0.9114),
     ModelSpec("cw_cifar", "cifar10", cifar_nets.cw_cifar,
               Recipe(epochs=12, lr=0.02, weight_decay=5e-4, augment=True), "002", 0.80,
               "C&W CIFAR CNN (Carlini & Wagner 2017; document 002)."),
@@ -191,12 +221,24 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
         raise CheckpointError(f"{ckpt} exists; reprolib will not overwrite it. Move it away to retrain.")
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     resume = ckpt.with_name(f"{name}.resume.pt")
-    model = spec.build().to(device)
+
+    def build() -> Classifier:
+        model = spec.build()
+        if any(isinstance(m, nn.Conv2d) for m in model.net.modules()):
+            model.to_channels_last()  # 1.2–1.4× faster training steps on the CPU (measured: ResNet-20, Madry net)
+        return model.to(device)
+
     train_set = data.load(spec.dataset, "train")
-    seconds = fit(model, spec.recipe, train_set, resume_path=resume, desc=f"train {name}")
+    if spec.defense is None:
+        model = build()
+        seconds = fit(model, spec.recipe, train_set, resume_path=resume, desc=f"train {name}")
+        phases = None
+    else:  # the defence's resume states live in <name>.resume/, one per phase
+        model, phases = spec.defense.train(build, spec.recipe, train_set, resume_dir=resume.with_suffix(""),
+                                           desc=f"train {name}")
+        seconds = sum(phases.values())
+    model.eval()
     test_set = data.load(spec.dataset, "test")
-    with atomic_open(ckpt) as fh:
-        torch.save(model.net.state_dict(), fh)
     meta = {
         "name": name,
         "description": spec.description,
@@ -208,14 +250,30 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
         "check_subset": f"first {CHECK_SUBSET} test images",
         "check_subset_accuracy": accuracy(model, data.first_n(test_set, CHECK_SUBSET)),
         "paper_accuracy": spec.paper_accuracy,
+        **({} if spec.defense is None else {"defense": spec.defense.as_dict(), "phase_seconds": phases}),
+        **({} if spec.robust is None else {"robust_accuracy": _robust_metadata(spec, model, test_set)}),
         "train_seconds": round(seconds, 1),
         "hardware": hardware_summary(device),
         "torch_version": torch.__version__,
         "reprolib_version": __version__,
         "trained_on": datetime.date.today().isoformat(),
-        "sha256": sha256sum(ckpt),
     }
+    with atomic_open(ckpt) as fh:  # written last, so a run that fails before it can run again
+        torch.save(model.net.state_dict(), fh)
+    meta["sha256"] = sha256sum(ckpt)
     with atomic_open(meta_path, "w") as fh:
         fh.write(json.dumps(meta, indent=2) + "\n")
     resume.unlink(missing_ok=True)
+    shutil.rmtree(resume.with_suffix(""), ignore_errors=True)
     return meta
+
+
+def _robust_metadata(spec: ModelSpec, model: Classifier, test_set: data.ImageSet) -> dict:
+    """The robust accuracy of ``model`` by ``spec.robust`` on the first test images, with its
+    settings, wall time, and the document's figure."""
+    subset = data.first_n(test_set, spec.robust.n_images)
+    t0 = datetime.datetime.now()
+    value = robust_accuracy(model, subset.x, subset.y, spec.robust, progress=True)
+    return {"value": value, **spec.robust.as_dict(), "images": f"first {spec.robust.n_images} test images",
+            "seconds": round((datetime.datetime.now() - t0).total_seconds(), 1),
+            "paper_value": spec.paper_robust_accuracy}
