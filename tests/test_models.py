@@ -11,7 +11,7 @@ from torch import nn
 
 from reprolib import data, models
 from reprolib.models import Classifier
-from reprolib.models import mnist_nets, registry
+from reprolib.models import defended, mnist_nets, registry
 from reprolib.train import Recipe, accuracy, fit
 
 
@@ -203,7 +203,10 @@ def test_metadata_files_are_consistent():
             pytest.fail(f"committed checkpoint {ckpt} is missing; run `make models`")
         meta = json.loads(meta_path.read_text())
         assert meta["name"] == name
-        assert meta["recipe"] == models.SPECS[name].recipe.as_dict()
+        spec = models.SPECS[name]
+        assert meta["recipe"] == spec.recipe.as_dict()
+        assert meta.get("defense") == (None if spec.defense is None else spec.defense.as_dict())
+        assert ("robust_accuracy" in meta) == (spec.robust is not None)
 
 
 def test_channels_last_changes_speed_not_results():
@@ -228,3 +231,54 @@ def test_zoo_loads_convolutional_nets_channels_last():
     model = registry.load("cw_mnist", "cpu", train_if_missing=False)
     assert model.channels_last
     assert not registry.load("fcnn_mnist", "cpu", train_if_missing=False).channels_last
+
+
+# ------------------------------------------------------------------------------ defended models
+def test_robust_accuracy_of_a_linear_model_is_its_closed_form():
+    """Two-class linear model, inputs well inside the box: the ℓ∞ worst case of x is
+    x − ε·sign(w_y − w_other), so x is robust iff its margin exceeds ε‖w_y − w_other‖₁."""
+    torch.manual_seed(0)
+    net = nn.Linear(20, 2)
+    model = Classifier(net, input_shape=(20,), num_classes=2).eval()
+    x = 0.4 + 0.2 * torch.rand(400, 20)
+    y = torch.randint(0, 2, (400,))
+    eps = 0.05
+    with torch.no_grad():
+        w = net.weight[1] - net.weight[0]
+        margin = (x @ w + net.bias[1] - net.bias[0]) * (2 * y - 1).float()
+    expected = int((margin > eps * w.abs().sum()).sum()) / len(x)
+    check = registry.RobustCheck(eps=eps, steps=10, restarts=2, n_images=400)
+    assert 0.2 < expected < 0.8  # the closed form splits the inputs: the comparison is informative
+    assert defended.robust_accuracy(model, x, y, check, batch_size=150) == expected
+
+
+def test_a_defended_spec_trains_through_the_registry_and_records_its_defence(tmp_path, monkeypatch, mirror):
+    train_small = data.first_n(data.load("mnist", "train"), 500)
+    real_load = data.load
+    monkeypatch.setattr(data, "load", lambda name, split, **kw: train_small if split == "train"
+                        else real_load(name, split, **kw))
+    spec = registry.ModelSpec(
+        "toy_at_mnist", "mnist", mnist_nets.logistic_regression, Recipe(epochs=2, lr=0.05, batch_size=100),
+        "test", None, "toy", defense=registry.AdversarialTraining("fgsm_rs_at", {"eps": 0.1}),
+        robust=registry.RobustCheck(eps=0.1, steps=5, restarts=2, n_images=200), paper_robust_accuracy=0.5)
+    monkeypatch.setitem(registry.SPECS, spec.name, spec)
+    meta = registry.train(spec.name, "cpu", root=tmp_path)
+    assert meta["defense"] == spec.defense.as_dict() and meta["defense"]["attack"] == "pgd"
+    assert meta["defense"]["settings"]["steps"] == 1 and meta["phase_seconds"]["train"] > 0
+    robust = meta["robust_accuracy"]
+    assert robust["eps"] == 0.1 and robust["restarts"] == 2 and robust["paper_value"] == 0.5
+    assert 0 <= robust["value"] <= meta["check_subset_accuracy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_at_mnist.json", "toy_at_mnist.pt"]  # resumes gone
+    model = registry.load(spec.name, "cpu", train_if_missing=False, root=tmp_path)
+    subset = data.first_n(data.load("mnist", "test"), 200)
+    assert defended.robust_accuracy(model, subset.x, subset.y, spec.robust) == robust["value"]
+
+
+@pytest.mark.parametrize("name", [n for n in registry.COMMITTED if registry.SPECS[n].robust is not None])
+def test_committed_defended_model_keeps_its_robust_accuracy(name, mirror):
+    model = models.load(name, device="cpu", train_if_missing=False)
+    check = models.SPECS[name].robust
+    recorded = model.meta["robust_accuracy"]
+    assert {k: recorded[k] for k in check.as_dict()} == check.as_dict()
+    subset = data.first_n(data.load(model.meta["dataset"], "test"), check.n_images)
+    assert abs(defended.robust_accuracy(model, subset.x, subset.y, check) - recorded["value"]) <= 0.01

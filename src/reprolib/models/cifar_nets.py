@@ -21,6 +21,11 @@ def cw_cifar() -> nn.Sequential:
     )
 
 
+def logistic_regression() -> nn.Sequential:
+    """Document 000, model M4: one affine layer 3072 → 10 on the standardised pixels."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+
+
 def nin(width: float = 1.0, dropout: float = 0.5) -> nn.Sequential:
     """Network-in-Network as released with document 001 (§IV; the authors' code). ``width`` scales every
     hidden channel count (192/160/96); ``width=0.5`` is the CPU variant.

@@ -103,3 +103,14 @@ def madry_mnist() -> nn.Sequential:
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Linear(1024, 10),
     )
+
+
+def tabacof_convnet() -> nn.Sequential:
+    """Document 000's MNIST ConvNet (model M2), the authors' Torch network adapted to 28×28 input
+    (card 000 §4.1): conv5-32, ReLU, max-pool 3/3 (24 → 8), conv5-64, ReLU, max-pool 2 (4 → 2),
+    FC 256 → 200, ReLU, FC 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(3, 3),
+        nn.Conv2d(32, 64, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(256, 200), nn.ReLU(), nn.Linear(200, 10),
+    )
