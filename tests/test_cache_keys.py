@@ -26,7 +26,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 
 def _touch(path: Path) -> None:
-    path.write_text(path.read_text() + "\n# edited\n")
+    path.write_text(path.read_text() + "\n_EDITED = True\n")
 
 
 @pytest.fixture
@@ -130,3 +130,24 @@ def test_a_script_outside_the_package_is_followed_into_reprolib(tmp_path):
     real = Path(cache.__file__).resolve().parent
     assert {script.resolve(), real / "evaluation" / "metrics.py", real / "attacks" / "ops" / "jacobian.py"} <= set(files)
     assert not any("numpy" in str(p) for p in files)
+
+
+def test_comments_docstrings_and_layout_keep_the_key_and_code_changes_it(package):
+    name, root = package
+    step = importlib.import_module(f"{name}.step")
+    before = cache.code_version([step.compute])
+    helpers = root / "helpers.py"
+    text = helpers.read_text()
+    helpers.write_text('"""Helpers."""\n# a comment\n' + text.replace(
+        "def scale(x):\n", 'def scale(x):\n    """Scale x,\n    documented."""\n\n') + "\n\n")
+    assert cache.code_version([step.compute]) == before
+    helpers.write_text(text.replace("FACTOR * x", "FACTOR * x + 0"))
+    assert cache.code_version([step.compute]) != before
+    helpers.write_text(text.replace("def scale(x):\n", "def scale(x):\n    y = 'an assignment, not a docstring'\n"))
+    assert cache.code_version([step.compute]) != before
+
+
+def test_a_module_that_is_only_a_docstring_hashes_like_an_empty_one():
+    assert cache.code_digest(b'"""Only words."""\n') == cache.code_digest(b"")
+    assert cache.code_digest(b"x = 1\n") != cache.code_digest(b"x = 2\n")
+    assert cache.code_digest(b"def f(:\n") != cache.code_digest(b"def f(:\n\n")  # unparsable: bytes

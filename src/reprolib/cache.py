@@ -8,6 +8,8 @@ Each result is stored under a key made of
 * the code version: ``reprolib.__version__`` plus the sha256 of the source files of the code
   the step depends on: the modules or functions passed as ``code`` and every module of their
   package (or of reprolib) that they import, directly or through others (:func:`code_files`).
+  A file is hashed as its syntax tree without docstrings (:func:`code_digest`), so editing a
+  comment, a docstring or the layout keeps the cached results; any change to what runs does not.
 
 Results are written atomically (a temporary file, then a rename), so a run that is killed
 leaves either a complete entry or none. Started again, it finds every step it had finished and
@@ -173,6 +175,27 @@ def _imported_files(path: Path, source: bytes, digest: bytes) -> set[Path]:
     return found
 
 
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return tree
+
+
+def code_digest(source: bytes) -> bytes:
+    """The sha256 of what a Python source runs: its syntax tree (``ast.dump``, no line numbers)
+    with the docstrings of the module, its classes and its functions removed. Comments, docstrings,
+    blank lines and line breaks do not change it; a source that does not parse is hashed as bytes."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(source).digest()
+    return hashlib.sha256(ast.dump(_without_docstrings(tree)).encode()).digest()
+
+
 def _closure(code: Iterable[Any]) -> dict[Path, bytes]:
     """:func:`code_files` with the sha256 of each file."""
     todo: set[Path] = set()
@@ -186,7 +209,7 @@ def _closure(code: Iterable[Any]) -> dict[Path, bytes]:
     while todo:
         path = todo.pop()
         source = path.read_bytes()
-        digests[path] = hashlib.sha256(source).digest()
+        digests[path] = code_digest(source)
         todo.update(p.resolve() for p in _imported_files(path, source, digests[path]))
         todo.difference_update(digests)
     return digests
@@ -209,8 +232,8 @@ def code_files(code: Iterable[Any] = ()) -> list[Path]:
 
 
 def code_version(code: Iterable[Any] = ()) -> str:
-    """``reprolib`` version plus the sha256 of every file of :func:`code_files` (``code``: modules,
-    functions, classes or paths), each named by its path inside its package."""
+    """``reprolib`` version plus the :func:`code_digest` of every file of :func:`code_files`
+    (``code``: modules, functions, classes or paths), each named by its path inside its package."""
     h = hashlib.sha256(f"reprolib {__version__}\n".encode())
     labelled = sorted((_label(path), digest) for path, digest in _closure(code).items())
     for name, digest in labelled:

@@ -204,12 +204,15 @@ class AttackResult:
         return len(self.x)
 
     def cpu(self) -> "AttackResult":
+        """The same result with every tensor (and every norm in ``norms``/``norms_raw``) on the CPU."""
         move = lambda v: v.cpu() if torch.is_tensor(v) else v  # noqa: E731
         return AttackResult(**{k: ({n: move(t) for n, t in v.items()} if k in ("norms", "norms_raw") else move(v))
                                for k, v in self.__dict__.items()})
 
 
 def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """``(N,)`` bool: the top class of ``logits (N, K)`` is ``labels`` (targeted) or is not
+    (untargeted). Ties go to the lower class index, as ``argmax`` breaks them."""
     pred = logits.argmax(1)
     return pred == labels if targeted else pred != labels
 
