@@ -282,3 +282,21 @@ def test_committed_defended_model_keeps_its_robust_accuracy(name, mirror):
     assert {k: recorded[k] for k in check.as_dict()} == check.as_dict()
     subset = data.first_n(data.load(model.meta["dataset"], "test"), check.n_images)
     assert abs(defended.robust_accuracy(model, subset.x, subset.y, check) - recorded["value"]) <= 0.01
+
+
+def test_a_large_net_is_stored_in_float16_and_measured_as_stored(tmp_path, monkeypatch, mirror):
+    train_small = data.first_n(data.load("mnist", "train"), 500)
+    real_load = data.load
+    monkeypatch.setattr(data, "load", lambda name, split, **kw: train_small if split == "train"
+                        else real_load(name, split, **kw))
+    spec = registry.ModelSpec("toy_half_mnist", "mnist", mnist_nets.logistic_regression,
+                              Recipe(epochs=1, lr=0.05, batch_size=100), "test", None, "toy")
+    monkeypatch.setitem(registry.SPECS, spec.name, spec)
+    monkeypatch.setattr(registry, "HALF_ABOVE", 1000)  # the toy's 7 850 parameters count as large
+    meta = registry.train(spec.name, "cpu", root=tmp_path)
+    state = torch.load(tmp_path / "toy_half_mnist.pt", weights_only=True)
+    assert meta["stored_dtype"] == "float16" and all(v.dtype == torch.float16 for v in state.values())
+    assert abs(meta["test_accuracy"] - meta["test_accuracy_float32"]) <= 0.002
+    model = registry.load(spec.name, "cpu", train_if_missing=False, root=tmp_path)
+    assert model.net[1].weight.dtype == torch.float32
+    assert accuracy(model, data.load("mnist", "test")) == meta["test_accuracy"]  # the stored model, exactly

@@ -26,15 +26,20 @@ def logistic_regression() -> nn.Sequential:
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
 
 
-def nin(width: float = 1.0, dropout: float = 0.5) -> nn.Sequential:
+def nin(width: float = 1.0, dropout: float = 0.5, batch_norm: bool = False) -> nn.Sequential:
     """Network-in-Network as released with document 001 (§IV; the authors' code). ``width`` scales every
-    hidden channel count (192/160/96); ``width=0.5`` is the CPU variant.
+    hidden channel count (192/160/96); ``width=0.5`` is the CPU variant. ``batch_norm`` puts a
+    batch norm between each convolution and its ReLU (the convolutions then have no bias): the
+    same function class at test time, where each batch norm is a fixed affine map, and far fewer
+    epochs to train on a CPU.
 
     Convolutions get Kaiming-normal weights and zero biases: with PyTorch's default init the
     nine ReLU layers (no batch norm) shrink the signal to nothing and training never starts."""
     c192, c160, c96 = (max(1, round(c * width)) for c in (192, 160, 96))
 
     def conv(i, o, k):
+        if batch_norm:
+            return [nn.Conv2d(i, o, k, padding=k // 2, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
         return [nn.Conv2d(i, o, k, padding=k // 2), nn.ReLU()]
 
     net = nn.Sequential(
@@ -48,7 +53,8 @@ def nin(width: float = 1.0, dropout: float = 0.5) -> nn.Sequential:
     for layer in net:
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     return net
 
 

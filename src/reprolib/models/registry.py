@@ -36,6 +36,10 @@ COMMITTED = ("logreg_mnist", "fcnn_mnist", "lenet5_mnist", "cw_mnist", "mlp3x100
 #: The fixed subset every checkpoint's accuracy is re-checked on: the first N test images.
 CHECK_SUBSET = 1000
 
+#: Nets with more parameters than this are stored in float16 (half the bytes in every clone);
+#: their metadata is measured on the rounded weights, and records the float32 accuracy beside.
+HALF_ABOVE = 2_000_000
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -129,6 +133,9 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("nin_cifar_cpu", "cifar10", lambda: cifar_nets.nin(width=0.5),
               Recipe(epochs=3, lr=1e-3, optimizer="adam", augment=True), "001", 0.862,
               "Network-in-Network at half width: document 001's NIN, CPU variant."),
+    ModelSpec("nin_bn_cifar_cpu", "cifar10", lambda: cifar_nets.nin(width=0.5, batch_norm=True),
+              Recipe(epochs=30, lr=0.1, weight_decay=5e-4, augment=True), "001", 0.862,
+              "Network-in-Network at half width with batch norm: document 001's NIN, CPU variant."),
     ModelSpec("densenet40_cifar", "cifar10", lambda: cifar_nets.densenet(40),
               Recipe(epochs=300, lr=0.1, batch_size=64, weight_decay=1e-4, augment=True), "001", 0.948,
               "DenseNet-40 (k = 12), document 001. For a GPU."),
@@ -243,8 +250,15 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
         model, phases = spec.defense.train(build, spec.recipe, train_set, resume_dir=resume.with_suffix(""),
                                            desc=f"train {name}")
         seconds = sum(phases.values())
-    model.eval()
+    return _save(name, spec, model.eval(), seconds, phases, device, root)
+
+
+def _save(name: str, spec: ModelSpec, model: Classifier, seconds: float, phases: dict | None,
+          device: torch.device, root: Path | None) -> dict:
+    """Measure the trained ``model`` (as it will be stored), write ``<name>.pt`` and its metadata."""
+    ckpt, meta_path = checkpoint_paths(name, root)
     test_set = data.load(spec.dataset, "test")
+    stored = _as_stored(model, test_set)
     meta = {
         "name": name,
         "description": spec.description,
@@ -252,6 +266,7 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
         "document": spec.document,
         "recipe": spec.recipe.as_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
+        **stored["meta"],
         "test_accuracy": accuracy(model, test_set),
         "check_subset": f"first {CHECK_SUBSET} test images",
         "check_subset_accuracy": accuracy(model, data.first_n(test_set, CHECK_SUBSET)),
@@ -265,13 +280,28 @@ def train(name: str, device: str | torch.device | None = None, *, root: Path | N
         "trained_on": datetime.date.today().isoformat(),
     }
     with atomic_open(ckpt) as fh:  # written last, so a run that fails before it can run again
-        torch.save(model.net.state_dict(), fh)
+        torch.save(stored["state"], fh)
     meta["sha256"] = sha256sum(ckpt)
     with atomic_open(meta_path, "w") as fh:
         fh.write(json.dumps(meta, indent=2) + "\n")
+    resume = ckpt.with_name(f"{name}.resume.pt")
     resume.unlink(missing_ok=True)
     shutil.rmtree(resume.with_suffix(""), ignore_errors=True)
     return meta
+
+
+def _as_stored(model: Classifier, test_set: data.ImageSet) -> dict:
+    """The state dict to store and what the metadata says of it. A net of more than
+    :data:`HALF_ABOVE` parameters is stored in float16 and ``model`` takes the rounded weights,
+    so every accuracy in the metadata is the stored model's; its float32 test accuracy is
+    recorded beside them."""
+    state = model.net.state_dict()
+    if sum(p.numel() for p in model.parameters()) <= HALF_ABOVE:
+        return {"state": state, "meta": {"stored_dtype": "float32"}}
+    before = accuracy(model, test_set)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    model.net.load_state_dict(state)  # loading casts back to float32: the rounded weights
+    return {"state": state, "meta": {"stored_dtype": "float16", "test_accuracy_float32": before}}
 
 
 def _robust_metadata(spec: ModelSpec, model: Classifier, test_set: data.ImageSet) -> dict:
