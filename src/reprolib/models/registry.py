@@ -81,7 +81,7 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               "Logistic regression 784→10 (document 000, M1)."),
     ModelSpec("tabacof_convnet_mnist", "mnist", mnist_nets.tabacof_convnet,
               Recipe(epochs=5, lr=0.05, weight_decay=1e-3), "000", 0.99,
-              "The authors' ConvNet adapted to 28×28 (document 000, M2; card §4.1)."),
+              "The authors' ConvNet adapted to 28×28 (document 000, M2; reproduction notes §4.1)."),
     ModelSpec("fcnn_mnist", "mnist", mnist_nets.fcnn,
               Recipe(epochs=15, lr=0.05), "001", 0.983,
               "FCNN 784-150-100-10 (document 001, as the paper states it)."),
