@@ -107,8 +107,8 @@ def madry_mnist() -> nn.Sequential:
 
 def tabacof_convnet() -> nn.Sequential:
     """Document 000's MNIST ConvNet (model M2), the authors' Torch network adapted to 28×28 input
-    (reproduction notes of document 000, §4.1): conv5-32, ReLU, max-pool 3/3 (24 → 8), conv5-64, ReLU, max-pool 2 (4 → 2),
-    FC 256 → 200, ReLU, FC 10."""
+    (reproduction notes of document 000, §4.1): conv5-32, ReLU, max-pool 3/3 (24 → 8), conv5-64,
+    ReLU, max-pool 2 (4 → 2), FC 256 → 200, ReLU, FC 10."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(3, 3),
         nn.Conv2d(32, 64, 5), nn.ReLU(), nn.MaxPool2d(2),
