@@ -4,7 +4,7 @@ A :class:`~reprolib.models.registry.ModelSpec` with a ``defense`` is trained by 
 plain cross-entropy, and one with a ``robust`` check records its robust accuracy in its metadata:
 
 * :class:`Distillation` — defensive distillation at temperature T
-  (:func:`reprolib.defenses.defensive_distillation`): the committed weights are the student's,
+  (:func:`reprolib.defenses.distillation.defensive_distillation`): the committed weights are the student's,
   deployed at T = 1 (raw logits).
 * :class:`AdversarialTraining` — a ``batch_loss`` of :mod:`reprolib.defenses` (``pgd_at``,
   ``fgsm_at``, ``fgsm_rs_at``) built from its name and settings, passed to
@@ -113,7 +113,7 @@ class RobustCheck:
 def robust_accuracy(model: Classifier, x: Tensor, y: Tensor, check: RobustCheck, *, batch_size: int = 500,
                     progress: bool = False) -> float:
     """The fraction of ``(x, y)`` classified correctly and not broken by any of ``check.restarts``
-    random-start PGD runs (:func:`reprolib.attacks.pgd` with ``stop_at_success``; a restart only
+    random-start PGD runs (:func:`reprolib.attacks.projected_gradient.pgd` with ``stop_at_success``; a restart only
     attacks the inputs no earlier restart broke).
 
     Args:
