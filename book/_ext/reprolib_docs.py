@@ -94,15 +94,14 @@ class _GeneratedTable(SphinxDirective):
 
 class ZooTable(_GeneratedTable):
     """``.. reprolib-zoo::`` the model zoo: name, architecture, data, our test accuracy and the
-    document's, the robust accuracy of a defended model (ours, with its attack, and the
-    document's), and training time with its hardware, from the registry and the metadata files."""
+    document's, and training time with its hardware, from the registry and the metadata files."""
 
     def rows(self):
         from reprolib.book.tables import MISSING, format_value
         from reprolib.models import registry
 
         header = ["model", "architecture", "data", "test accuracy, ours", "test accuracy, document",
-                  "robust accuracy, ours", "robust accuracy, document", "training time (hardware)"]
+                  "training time (hardware)"]
         rows = []
         for name, spec in registry.SPECS.items():
             try:
@@ -112,19 +111,8 @@ class ZooTable(_GeneratedTable):
             ours = f"{format_value(100 * meta['test_accuracy'])} %" if meta else "not trained in this checkout"
             paper = f"{format_value(100 * spec.paper_accuracy)} %" if spec.paper_accuracy is not None else MISSING
             trained = f"{_duration(meta['train_seconds'])} ({meta['hardware']})" if meta else MISSING
-            robust, robust_paper = MISSING, MISSING
-            if spec.robust is not None:
-                check = spec.robust
-                how = (f"PGD-{check.steps} {'ℓ∞' if check.norm == 'linf' else 'ℓ2'} ε = {check.eps:g}, "
-                       f"{check.restarts} start{'s' if check.restarts > 1 else ''}, {check.loss} loss, "
-                       f"first {check.n_images} test images")
-                robust = (f"{format_value(100 * meta['robust_accuracy']['value'])} % ({how})" if meta
-                          else "not trained in this checkout")
-                if spec.paper_robust_accuracy is not None:
-                    robust_paper = f"{format_value(100 * spec.paper_robust_accuracy)} %"
             rows.append([f"`{name}`", _cell(spec.description), {"mnist": "MNIST", "mnist32": "MNIST, 32×32",
-                         "cifar10": "CIFAR-10"}.get(spec.dataset, spec.dataset), ours, paper, robust, robust_paper,
-                         _cell(trained)])
+                         "cifar10": "CIFAR-10"}.get(spec.dataset, spec.dataset), ours, paper, _cell(trained)])
         return header, rows
 
 
