@@ -9,6 +9,8 @@ module       what it holds
              programming (the optimum the minimum-norm attacks are measured against)
 ``peers``    reprolib's attacks against Foolbox's, ART's and torchattacks' implementations of
              the same algorithms (``benchmarks/peers.py``, ``make bench``)
+``scaling``  how an attack's time and memory grow with batch size and image count, and where
+             its time goes (``benchmarks/scaling.py``)
 ===========  ===================================================================================
 
 Evaluation code uses the library (:mod:`reprolib.attacks`, :mod:`reprolib.models`,
