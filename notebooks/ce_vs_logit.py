@@ -29,7 +29,7 @@
 #
 # This chapter reruns all of it with `reprolib`: CIFAR-10 stands in for ImageNet (a ResNet-20 for
 # the ResNet-50), MNIST is a sanity variant, the detectors are trained from scratch, and the 2-D toy
-# is exact. The update rule is `reprolib.attacks.iterative_targeted` (card §2.7: descent on the
+# is exact. The update rule is `reprolib.attacks.iterative_targeted` (notes §2.7: descent on the
 # target's CE, ascent on $g_c$ and on $\min(g_c - \max_{i\neq c} g_i, \kappa)$). The methods,
 # settings and pitfalls this chapter follows are in {doc}`../notes/003-ce-vs-logit`.
 
@@ -49,7 +49,7 @@
 # ```
 #
 # **What differs from the document** (details in {ref}`cevl-differs`): CIFAR-10 and a ResNet-20
-# instead of ImageNet and a ResNet-50; α and β calibrated on held-out images by the card's rule
+# instead of ImageNet and a ResNet-50; α and β calibrated on held-out images by the notes' rule
 # instead of copied; far fewer images; detectors of three capacities trained from scratch on a
 # few thousand 32×32 images instead of five ImageNet-pretrained networks fine-tuned on 400,000
 # images; per-iteration times on a CPU at batch size 1, compared as ratios.
@@ -96,7 +96,7 @@ SPEC = Spec(
     Param("sanity_model", str, smoke="cw_mnist", cpu="cw_mnist", paper="cw_mnist", choices=("cw_mnist", "lenet5_mnist"),
           doc="the MNIST model of the sanity variant (Table I on MNIST)"),
     Param("n_calib", int, smoke=8, cpu=64, paper=64, lo=2, hi=1000,
-          doc="held-out images on which α and β are calibrated (the card: 64)"),
+          doc="held-out images on which α and β are calibrated (the notes: 64)"),
     Param("alpha_grid", "list[float]", smoke=[1e-3, 4e-3], cpu=[5e-4, 1e-3, 2e-3, 4e-3], paper=[5e-4], lo=1e-6, hi=1.0,
           doc="candidate α of the equal-multiplier rule (the document: 5e-4 on ImageNet)"),
     Param("beta_grid", "list[float]", smoke=[0.5, 2.0], cpu=[0.25, 0.5, 1.0, 2.0], paper=[5.0], lo=1e-4, hi=1000.0,
@@ -114,7 +114,7 @@ SPEC = Spec(
     Param("n_mnist", int, smoke=8, cpu=128, paper=1000, lo=2, hi=9000, doc="MNIST images of the sanity variant"),
     Param("kappa", float, smoke=20.0, cpu=20.0, paper=20.0, lo=0.0, hi=1000.0, doc="κ of the M-logit source (the document: 20)"),
     Param("n_timing", int, smoke=2, cpu=10, paper=20, lo=1, hi=1000,
-          doc="images timed at batch size 1 per (rule, loss) (the card: 20)"),
+          doc="images timed at batch size 1 per (rule, loss) (the notes: 20)"),
     Param("timing_steps", int, smoke=5, cpu=100, paper=250, lo=1, hi=5000,
           doc="iterations per timed run (the document times 250)"),
     Param("n_shown", int, smoke=2, cpu=5, paper=5, lo=1, hi=12, doc="images in Fig. 5"),
@@ -300,7 +300,7 @@ print(f"{len(pool)} correctly classified {DATA} images: {n_calib} for calibratio
 # ## Calibrating α and β
 #
 # Step sizes do not transfer between models and input sizes: the document's α = 5·10⁻⁴ and β = 5 are
-# for ResNet-50 on 3×224×224 = 150,528 inputs. The card (§4) fixes the rule instead: a candidate
+# for ResNet-50 on 3×224×224 = 150,528 inputs. The notes (§4) fix the rule instead: a candidate
 # *qualifies* when all four losses bring at least 95 % of the calibration images to their target
 # within the run's `steps` iterations; among those, take the one whose median CE iteration count
 # (images that never reach the target counted as infinitely slow) is closest to 50 on a log
@@ -407,7 +407,7 @@ present(pd.DataFrame(theorem_rows).set_index("start region"), name="tbl-cevl-the
 # Definition IV.1's regions, D1 (confident in another class, blue), D2 (unconfident, green) and D3
 # (confident in the target, red), with the threshold 0.9 on the largest softmax. We show the first
 # `fig1_steps` iterations of the equal-multiplier CE-sign run. Each iteration is shaded by the
-# region that holds most images at that iteration (the card's rule, the iteration at which the
+# region that holds most images at that iteration (the notes' rule, the iteration at which the
 # *mean* largest softmax crosses 0.9, fails when the mean starts below 0.9, as it can on CIFAR-10).
 
 # %% tags=["hide-input"]
@@ -561,7 +561,7 @@ for mode, fig_name in zip(MODES, ("cevl-fig2", "cevl-fig3")):
 # ### The ceiling of the target logit
 #
 # Theorem IV.2 says CE stops raising the target once the image is confidently in the target
-# class. In floating point the picture is sharper (card §2.6): the target's own term of the CE
+# class. In floating point the picture is sharper (notes §2.6): the target's own term of the CE
 # gradient, $p_c - 1$, is exactly 0 beyond a margin of about 16.6 in float32, so CE then only
 # pushes the *other* logits down; every term is exactly 0 only beyond about 104 (87 where
 # denormal numbers are flushed, as on GPUs). The sign of a gradient whose terms are tiny is still
@@ -593,7 +593,7 @@ present(ceiling, max_columns=4, name="tbl-cevl-ceiling")
 # ## Fig. 4: how much each step adds
 #
 # The document's Fig. 4 plots the "magnitude of the gradient" per iteration under the equal
-# multiplier, without defining it. We plot both readings (card §2.7): the ℓ1 mass the step adds,
+# multiplier, without defining it. We plot both readings (notes §2.7): the ℓ1 mass the step adds,
 # $\sum|\alpha P_n|$ (left), and the ℓ2 norm of the raw source before any sign (right), as means over
 # the images on a log scale. CE-sign's step adds α for every input element whose gradient is not
 # exactly zero: at most α·d = {glue:text}`cevl-alpha-d:.3g`.
@@ -696,7 +696,7 @@ present(pd.DataFrame([{"loss": NAME[loss], "share of Σ|δ| on the top 10 % of p
 # adversarial) on 50,000 adversarial examples per attack made from ImageNet validation images:
 # one attack at a time (Table II; 47,500 + 47,500 training images, 2,500 + 2,500 test images) and
 # all four together (Table III; with 150,000 extra genuine images from ImageNet-10K, 380,000 / 20,000).
-# The text does not say how the adversarial examples were made; we follow the card: the equal
+# The text does not say how the adversarial examples were made; we follow the notes: the equal
 # perturbation rule with the calibrated β, each image stopped at its first success (failures
 # dropped), for `n_det` CIFAR-10 test images per attack, and 3·`n_det` extra genuine images from the
 # CIFAR-10 training split for Table III (the detectors are not pretrained, so the training split is
@@ -898,7 +898,7 @@ print(f"detector training: {det_seconds / 60:.1f} min in all, when computed ({le
 # %% [markdown]
 # ## Fig. 6: the 2-D toy, exactly
 #
-# Two concentric circles (`make_circles`, 1,000 points, noise 0.05, factor 0.5: the card's guess; the
+# Two concentric circles (`make_circles`, 1,000 points, noise 0.05, factor 0.5: the notes' guess; the
 # document gives none of them), a 2-50-2 ReLU network trained with full-batch Adam (lr 10⁻²) for
 # `toy_steps` steps (long: exact zeros need large margins), and, over a `toy_grid` × `toy_grid` grid of
 # $[-1, 1]^2$ in float32, the ℓ1 norm of the input gradient of (b) CE with the inner class R as
@@ -1000,7 +1000,7 @@ present(table1(mnist_runs, times=False), max_columns=4, name="tbl-cevl-mnist",
 # (cevl-verdicts)=
 # ## Verdicts
 #
-# One row per claim of the card's §6 and per "must hold" line of its §4, each decided by a rule
+# One row per claim of the notes' §6 and per "must hold" line of their §4, each decided by a rule
 # fixed before the run. Where a rule compares iteration counts it uses the median over all images
 # with "never" counted as infinitely slow, so a loss cannot look fast by failing on its hard images.
 
@@ -1098,7 +1098,7 @@ verdicts.append(verdict_row(
     "; ".join(ours) + " (medians)",
     "per data set: EP Logit median < M-logit's; EM Logit's median the highest", sum(ok for ok, _ in items), len(items),
     "" if all(ok for ok, _ in items) else misses(items) +
-    ". The card calls these orderings soft. Hypothesis: M-logit's source also pushes the strongest rival down, the D1 "
+    ". The notes call these orderings soft. Hypothesis: M-logit's source also pushes the strongest rival down, the D1 "
     "direction CE takes (Theorem IV.2), while Logit only raises g_c, which on our models also raises correlated "
     "rivals", ("Table I", "tbl-cevl-table1")))
 
@@ -1157,7 +1157,7 @@ for mode in MODES:
                   if row["median final margin"] < UNDERFLOW["target_term"] else
                   f"{MODE_NAME[mode]}: CE-sign's target logit still rises ({row['rise in the last fifth']:.3f}): the sign of "
                   "a tiny gradient is ±1, a full step, until every term underflows at a margin of "
-                  f"≈ {UNDERFLOW['all_terms']:.0f} (card §2.6)"))
+                  f"≈ {UNDERFLOW['all_terms']:.0f} (notes §2.6)"))
 verdicts.append(verdict_row(
     "CE-sign has the same ceiling as CE (Figs. 2b, 3b)", "the curves (no numbers)",
     "; ".join(f"{MODE_NAME[m]}: rise in the last fifth {ceiling.loc[(MODE_NAME[m], 'CE-sign')]['rise in the last fifth']:.3f}, "
@@ -1298,7 +1298,7 @@ verdicts.append(verdict_row(
     "" if all(ok for ok, _ in items) else
     f"CIFAR-10 is not ImageNet: {n_det} source images instead of 50,000, 32×32 instead of 224×224, detectors trained "
     "from scratch for " + f"{det_epochs} epochs; the document itself found detection with less data and small images "
-    "inconsistent, and card §4 calls this a reportable outcome", ("Table II", "tbl-cevl-table2")))
+    "inconsistent, and notes §4 calls this a reportable outcome", ("Table II", "tbl-cevl-table2")))
 
 # 14–15. The 2-D toy
 items = [(ce_d1 / max(ce_d3, 1e-300) >= 1e3, f"CE's median falls only {ce_d1 / max(ce_d3, 1e-300):.3g}-fold"),
@@ -1336,14 +1336,14 @@ verdict_table(verdicts, chapter="ce_vs_logit", document="003 · Ozbulak et al.",
 #   profile (`cw_cifar` under `smoke`) stand in for ImageNet (150,528 inputs) and the pretrained
 #   ResNet-50; MNIST with the C&W CNN is a sanity variant. The `paper` profile runs torchvision's
 #   ResNet-50 and detectors on ImageNet from data and weights the user supplies.
-# - **Step sizes.** The document's α = 5·10⁻⁴ and β = 5 belong to its model and input size (card §5.4:
+# - **Step sizes.** The document's α = 5·10⁻⁴ and β = 5 belong to its model and input size (notes §5.4:
 #   they are not even consistent with each other under the naive reading). We calibrate both on
-#   `n_calib` held-out images by the card's rule and freeze them; only orderings compare.
+#   `n_calib` held-out images by the notes' rule and freeze them; only orderings compare.
 # - **Images.** `n_images` images per run under `cpu` (the document: 1,000). Fig. 1 is the first
 #   `fig1_steps` iterations of the equal-multiplier CE-sign run of Table I, not a separate run, and its
 #   regions are shaded by majority (see Fig. 1).
 # - **M-logit.** Eqs. 15–16's multipliers "so that g_c − g_{c*} = κ" are read as the gradient of the C&W
-#   hinge, zero once the margin reaches κ (card §5.2); the target logit therefore stops near margin κ.
+#   hinge, zero once the margin reaches κ (notes §5.2); the target logit therefore stops near margin κ.
 # - **Time.** Per-iteration time at batch size 1 on the machine the provenance names, as ratios
 #   between losses; the document times 250 iterations per image on a Titan-X.
 # - **Detection.** Detectors of three capacities trained from scratch on `n_det` source images per
@@ -1353,5 +1353,5 @@ verdict_table(verdicts, chapter="ce_vs_logit", document="003 · Ozbulak et al.",
 #   set). The adversarial examples stop at their first success under the equal perturbation rule (the
 #   document does not say). The uint8 copy is our addition: the document does not say how it stored
 #   its images.
-# - **2-D toy.** `make_circles` settings, the network's training and the grid are the card's
+# - **2-D toy.** `make_circles` settings, the network's training and the grid are the notes'
 #   choices; the document gives none.

@@ -11,7 +11,7 @@ class R as the target:
 Their claims: CE's gradient vanishes inside the target region D3; the logit gradient exists
 everywhere but is smaller than CE's in D1; the CE-sign map is non-zero on more of D3 than CE's
 non-negligible area, with an exactly-zero area left at the centre. The text gives no sample
-count, noise, factor, optimiser or grid; the defaults here are the reproduction card's (§4):
+count, noise, factor, optimiser or grid; the defaults here are the reproduction notes' (§4):
 ``make_circles(1000, noise=0.05, factor=0.5, random_state=0)``, Adam (lr 1e-2) on the full batch,
 a 401 × 401 grid in float32.
 
@@ -140,7 +140,7 @@ def gradient_maps(net: nn.Module, *, target: int = INNER, n: int = 401, lim: flo
     Args:
         net: a network from 2-D points ``(P, 2)`` to 2 logits; cast to ``dtype`` on a copy.
         target: the class the attack moves points into (the paper's R, :data:`INNER`).
-        n: grid points per axis (the card: 401), ≥ 2.
+        n: grid points per axis (the notes: 401), ≥ 2.
         lim: the half-width of the square.
         dtype: the floating-point type of the computation (float32: what an attack sees).
         threshold: Definition IV.1's confidence threshold.

@@ -14,11 +14,11 @@ attack's per-iteration trajectories into what their figures and tables show:
 * :func:`mean_band` — mean and normal 95 % band per iteration, ignoring states not visited (Figs. 1–4);
 * :func:`iteration_summary` — "iterations needed" (Table I): mean ± std over the inputs that reach
   the target, the median, and the share that never does;
-* :func:`choose_step` — the calibration rule of the reproduction card (§4) for α and β;
+* :func:`choose_step` — the calibration rule of the reproduction notes (§4) for α and β;
 * :func:`plateau_ratio` — how much of a curve's rise happens in its last part (the "limited
   optimisation space" of Figs. 2b/3b);
 * :func:`softmax_underflow_margins` — the logit margins at which the CE gradient's terms become
-  exactly zero in a floating-point type (§IV-B of the paper; card §2.6), with denormal numbers
+  exactly zero in a floating-point type (§IV-B of the paper; notes §2.6), with denormal numbers
   kept (CPUs) or flushed (:func:`denormals_flushed`, as GPUs do);
 * :func:`ce_gradient_decomposition` — Theorem IV.2 measured on a model: the CE gradient against
   its D1 limit ∇g_r − ∇g_c;
@@ -92,7 +92,7 @@ def regions(p_max: Tensor, pred: Tensor, target: Tensor, threshold: float = THRE
     max S < ``threshold``, ``D3`` (3) max S ≥ ``threshold`` and argmax = target; 0 where the state
     was not visited (``p_max`` NaN or ``pred`` −1).
 
-    The paper's D3 reads "S(g) ≥ 0.9", a typo for max S ≥ 0.9 (card §2.4).
+    The paper's D3 reads "S(g) ≥ 0.9", a typo for max S ≥ 0.9 (notes §2.4).
 
     Args:
         p_max: max softmax per state, ``(..., N)`` float in [0, 1] (NaN: not visited).
@@ -224,12 +224,12 @@ class Calibration:
 
 def choose_step(runs: Mapping[float, Mapping[str, Tensor]], *, reference: str = "ce",
                 target_median: float = 50.0, min_reach: float = 0.95) -> Calibration:
-    """The reproduction card's calibration rule (§4) for a step setting (α or β).
+    """The reproduction notes' calibration rule (§4) for a step setting (α or β).
 
     A candidate *qualifies* when every loss brings at least ``min_reach`` of the calibration
     images to their target within the run. Among the qualifying candidates, the rule takes the
-    one whose median iteration count of the ``reference`` loss (card: CE) is closest to
-    ``target_median`` (card: ≈ 50) on a log scale, ties to the smaller value. When none
+    one whose median iteration count of the ``reference`` loss (the notes: CE) is closest to
+    ``target_median`` (the notes: ≈ 50) on a log scale, ties to the smaller value. When none
     qualifies it takes the candidate with the largest smallest reach over the losses (ties: the
     closer median), and says so.
 
