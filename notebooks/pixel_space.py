@@ -786,7 +786,9 @@ for ax, key in zip(axes[0], natural_keys):
                     "F test of an image effect, p": v["p_value"],
                     "variance explained by the target's class beyond the image": v["r2_second_extra"],
                     "F test of the target's class, p": v["p_second"]})
-fig.tight_layout()
+fig.tight_layout();
+
+# %% tags=["hide-input"]
 f6 = pd.DataFrame(f6_rows).set_index("model")
 display(present(f6, max_columns=3, name="tbl-pixel-f6",
                 caption="F6: variance components of log ‖D‖₂ (one-way random effects, image as group)"));

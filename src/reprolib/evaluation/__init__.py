@@ -1,17 +1,5 @@
 """Evaluation: running and measuring attacks, apart from the attacks themselves.
 
-module       what it holds
-===========  ===================================================================================
-``run``      an attack over a data set in batches: cached per batch, resumable
-``metrics``  robustness metrics: fooling ratio, document 001's ρ̂₁, ρ̂₂ and ε₉₉, robust accuracy
-``exact``    exact minimal ℓ∞ and ℓ1 perturbations of small ReLU MLPs by mixed-integer
-             programming (the optimum the minimum-norm attacks are measured against)
-``peers``    reprolib's attacks against Foolbox's, ART's and torchattacks' implementations of
-             the same algorithms (``benchmarks/peers.py``, ``make bench``)
-``scaling``  how an attack's time and memory grow with batch size and image count, and where
-             its time goes (``benchmarks/scaling.py``)
-===========  ===================================================================================
-=======
 ================  ===================================================================================
 module            what it holds
 ================  ===================================================================================

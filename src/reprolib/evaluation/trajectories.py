@@ -424,9 +424,9 @@ def time_per_iteration(model, x: Tensor, targets: Tensor, *, settings: Mapping[s
         steps: iterations per run (T).
 
     Returns:
-        One dict per run: ``setting`` (label), ``image`` (row of ``x``), ``seconds`` (the whole
-        run: T + 1 forward and T backward passes, plus the attack's final re-check) and
-        ``per_iteration`` (seconds / T).
+        A list with one dict per run, holding ``setting`` (label), ``image`` (row of ``x``),
+        ``seconds`` (the whole run: T + 1 forward and T backward passes, plus the attack's final
+        re-check) and ``per_iteration`` (seconds / T).
 
     Raises:
         ValueError: ``steps`` < 1 or no settings.
