@@ -7,9 +7,9 @@ would otherwise misread:
   before the colon for a type; their original text is restored after napoleon ran.
 * ``|x|`` is an absolute value or a norm, never an RST substitution: bars outside inline
   literals, roles and table rows are escaped.
-* ``reprolib-zoo`` and ``reprolib-attacks`` directives: the model zoo's table, made from
-  :data:`reprolib.models.registry.SPECS` and each checkpoint's metadata (``data/models/*.json``),
-  and the table of attack modules, made from :mod:`reprolib.attacks`; nothing in them is typed.
+* ``reprolib-zoo``, ``reprolib-defended`` and ``reprolib-attacks`` directives: the model zoo's
+  table and its defended models' table, made from :data:`reprolib.models.registry.SPECS` and
+  each checkpoint's metadata (``data/models/*.json``), and the table of attack modules, made from :mod:`reprolib.attacks`; nothing in them is typed.
 * Cross-references may use a short name (``:func:`start```, ``:meth:`Counter.grad```) for an
   object documented in another module; when exactly one documented object ends with that
   name, the reference resolves to it (otherwise nitpicky mode reports it, as usual).
@@ -116,6 +116,42 @@ class ZooTable(_GeneratedTable):
         return header, rows
 
 
+class DefendedTable(_GeneratedTable):
+    """``.. reprolib-defended::`` the zoo's defended models: the defence and its settings, and
+    the robust accuracy their metadata records under the registry's check, beside the document's."""
+
+    def rows(self):
+        from reprolib.book.tables import MISSING, format_value
+        from reprolib.models import registry
+        from reprolib.models.defended import Distillation
+
+        header = ["model", "defence", "robustness check", "robust accuracy, ours", "robust accuracy, document"]
+        rows = []
+        for name, spec in registry.SPECS.items():
+            if spec.defense is None:
+                continue
+            d = spec.defense
+            if isinstance(d, Distillation):
+                defence = f"distillation at T = {format_value(d.temperature)}"
+            else:
+                knobs = ", ".join(f"{k} {format_value(v) if isinstance(v, float) else v}" for k, v in d.settings.items())
+                defence = f"adversarial training, {d.method} ({knobs})"
+            check = MISSING
+            if spec.robust is not None:
+                r = spec.robust
+                check = (f"PGD-{r.steps} × {r.restarts} restarts, {r.norm} ε = {format_value(r.eps)}, "
+                         f"{r.loss} loss, first {r.n_images} test images")
+            try:
+                meta = registry.metadata(name).get("robust_accuracy")
+            except registry.CheckpointError:
+                meta = None
+            ours = f"{format_value(100 * meta['value'])} %" if meta else MISSING
+            paper = (f"{format_value(100 * spec.paper_robust_accuracy)} %" if spec.paper_robust_accuracy is not None
+                     else MISSING)
+            rows.append([f"`{name}`", _cell(defence), _cell(check), ours, paper])
+        return header, rows
+
+
 class AttackTable(_GeneratedTable):
     """``.. reprolib-attacks::`` one row per attack module of :mod:`reprolib.attacks`: a link to
     the module, the attacks it exports, and the first paragraph of its docstring."""
@@ -141,6 +177,7 @@ class AttackTable(_GeneratedTable):
 def setup(app):
     app.add_directive("reprolib-zoo", ZooTable)
     app.add_directive("reprolib-attacks", AttackTable)
+    app.add_directive("reprolib-defended", DefendedTable)
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("autodoc-process-docstring", _before, priority=100)
     app.connect("autodoc-process-docstring", _after, priority=900)

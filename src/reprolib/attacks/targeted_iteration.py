@@ -24,7 +24,10 @@ objectives of :mod:`.ops.losses`, with ``sign`` for ``ce_sign``), and the step r
 * ``mode="equal_perturbation"``: α_n = ``step_l1`` / Σ|P_n| per input, the sum over all of the
   input's elements (paper: β = 5), so every step adds the same ℓ1 mass β. When Σ|P_n| = 0
   (the M-logit hinge is flat, or the CE gradient underflowed) the input does not move that
-  step and is flagged as stalled, instead of dividing by zero.
+  step and is flagged as stalled, instead of dividing by zero. When Σ|P_n| is positive but tiny
+  (a CE gradient of denormal numbers, logit margins beyond ≈ 87 in float32), β/Σ|P_n| can
+  overflow the dtype; the step is therefore formed as β·P̂/Σ|P̂| with P̂ = P_n/max|P_n|, the same
+  step that stays finite (the recorded α_n, computed in float64, may then read ∞ in float32).
 
 Reading of the M-logit multipliers α', α* of eqs. 15–16 ("so that g_c − g_{c*} = κ"): the plain
 gradient of the C&W hinge with κ = ``confidence``, i.e. zero once the margin reaches κ, so the
@@ -87,8 +90,9 @@ def iterative_targeted(model: Classifier, x: Tensor, y: Tensor, *, targeted: boo
           states — ``p_target``, ``z_target``, ``p_initial``, ``z_initial``, ``p_max`` (softmax
           and logits of the target and initial class, and the max softmax, for the D1/D2/D3
           regions of Definition IV.1) and ``pred`` (argmax, −1 where not visited) — and (T, N)
-          at the steps — ``grad_l2`` (‖∇_x objective‖₂ of the raw source, before any sign),
-          ``step_l1`` (Σ|α_n·P_n|), ``step_size`` (α_n) and ``stalled``. Entries for inputs no
+          at the steps — ``grad_l2`` (‖∇_x objective‖₂ of the raw source, before any sign; computed in float64 so
+          that a gradient of denormal numbers does not read 0), ``step_l1`` (Σ|α_n·P_n|, measured
+          on the step taken, before the box), ``step_size`` (α_n) and ``stalled``. Entries for inputs no
           longer visited are NaN (``stalled`` False).
 
     Raises:
@@ -168,23 +172,32 @@ def iterative_targeted(model: Classifier, x: Tensor, y: Tensor, *, targeted: boo
         p = g.sign() if lossf.sign else g
         mass = p.flatten(1).abs().sum(1)
         zero = mass == 0
+        shape = (-1,) + (1,) * (x.dim() - 1)
         if mode == "equal_multiplier":
             a = torch.full_like(mass, float(step_size))
+            step = a.reshape(shape) * p
         else:
-            a = torch.where(zero, torch.zeros_like(mass),
-                            float(step_l1) / torch.where(zero, torch.ones_like(mass), mass))
+            # α_n·P_n = β·P̂/Σ|P̂| with P̂ = P_n/max|P_n|: the same step, but finite when Σ|P_n| is so
+            # small (a CE gradient near underflow) that β/Σ|P_n| overflows the dtype
+            top = p.flatten(1).abs().amax(1)
+            p_hat = p / torch.where(zero, torch.ones_like(top), top).reshape(shape)
+            mass_hat = p_hat.flatten(1).abs().sum(1)
+            unit = torch.where(zero, torch.zeros_like(mass_hat),
+                               float(step_l1) / torch.where(zero, torch.ones_like(mass_hat), mass_hat))
+            step = unit.reshape(shape) * p_hat
+            a = torch.where(zero, torch.zeros_like(mass, dtype=torch.float64),
+                            float(step_l1) / torch.where(zero, torch.ones_like(mass), mass).double())
         new_stall = zero & ~stalled[active]
         stalled_at[active[new_stall]] = it
         stalled[active] |= zero
-        step = a.reshape((-1,) + (1,) * (x.dim() - 1)) * p
         x_new = xa + step
         if eps_t is not None:
             e = eps_t[active]
             x_new = torch.maximum(torch.minimum(x_new, x[active] + e), x[active] - e)
         x_cur[active] = x_new.clamp(lower, upper)
         if record:
-            per_step["grad_l2"][it, active] = g.flatten(1).norm(dim=1).float()
-            per_step["step_l1"][it, active] = (a * mass).float()
+            per_step["grad_l2"][it, active] = g.flatten(1).double().norm(dim=1).float()
+            per_step["step_l1"][it, active] = step.flatten(1).abs().sum(1).float()
             per_step["step_size"][it, active] = a.float()
             per_step["stalled"][it, active] = zero
 

@@ -33,7 +33,8 @@ COMMITTED = ("logreg_mnist", "tabacof_convnet_mnist", "fcnn_mnist", "lenet5_mnis
              "cw_distilled_t1_mnist", "cw_distilled_t10_mnist", "cw_distilled_t100_mnist",
              "madry_nat0_mnist", "madry_nat1_mnist", "madry_nat2_mnist", "madry_linf_mnist",
              "mlp3x1000_mnist", "mlp20x2_mnist", "mlp50_mnist", "fcnn_released_mnist32",
-             "lenet5_released_mnist32", "logreg_cifar", "cw_cifar", "nin_cifar_cpu", "densenet22_cifar_cpu")
+             "lenet5_released_mnist32", "logreg_cifar", "cw_cifar", "nin_cifar_cpu", "densenet22_cifar_cpu",
+             "resnet20_cifar")
 
 #: The fixed subset every checkpoint's accuracy is re-checked on: the first N test images.
 CHECK_SUBSET = 1000
@@ -144,6 +145,9 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("densenet22_cifar_cpu", "cifar10", lambda: cifar_nets.densenet(22),
               Recipe(epochs=2, lr=0.1, weight_decay=1e-4, augment=True), "001", 0.948,
               "DenseNet-22 (k = 12): document 001's DenseNet-40, CPU variant."),
+    ModelSpec("densenet22_cifar", "cifar10", lambda: cifar_nets.densenet(22),
+              Recipe(epochs=30, lr=0.1, weight_decay=5e-4, augment=True), "001", 0.948,
+              "DenseNet-22 (k = 12) trained for 30 epochs: document 001's DenseNet-40, CPU variant."),
     ModelSpec("resnet20_cifar", "cifar10", lambda: cifar_nets.resnet(20),
               Recipe(epochs=30, lr=0.1, weight_decay=5e-4, augment=True), "003", None,
               "CIFAR ResNet-20: document 003's stand-in for ImageNet ResNet-50."),
