@@ -9,7 +9,8 @@ would otherwise misread:
   literals, roles and table rows are escaped.
 * ``reprolib-zoo``, ``reprolib-defended`` and ``reprolib-attacks`` directives: the model zoo's
   table and its defended models' table, made from :data:`reprolib.models.registry.SPECS` and
-  each checkpoint's metadata (``data/models/*.json``), and the table of attack modules, made from :mod:`reprolib.attacks`; nothing in them is typed.
+  each checkpoint's metadata (``data/models/*.json``), and the table of attack modules, made
+  from :mod:`reprolib.attacks`; nothing in them is typed.
 * Cross-references may use a short name (``:func:`start```, ``:meth:`Counter.grad```) for an
   object documented in another module; when exactly one documented object ends with that
   name, the reference resolves to it (otherwise nitpicky mode reports it, as usual).
@@ -134,12 +135,15 @@ class DefendedTable(_GeneratedTable):
             if isinstance(d, Distillation):
                 defence = f"distillation at T = {format_value(d.temperature)}"
             else:
-                knobs = ", ".join(f"{k} {format_value(v) if isinstance(v, float) else v}" for k, v in d.settings.items())
+                knobs = ", ".join(f"{k} {format_value(v) if isinstance(v, float) else v}"
+                                  for k, v in d.settings.items())
                 defence = f"adversarial training, {d.method} ({knobs})"
             check = MISSING
             if spec.robust is not None:
                 r = spec.robust
-                check = (f"PGD-{r.steps} × {r.restarts} restarts, {r.norm} ε = {format_value(r.eps)}, "
+                norm = {"linf": "ℓ∞", "l2": "ℓ2"}.get(r.norm, r.norm)
+                restarts = f"{r.restarts} restart" + ("s" if r.restarts != 1 else "")
+                check = (f"PGD-{r.steps} × {restarts}, {norm} ε = {format_value(r.eps)}, "
                          f"{r.loss} loss, first {r.n_images} test images")
             try:
                 meta = registry.metadata(name).get("robust_accuracy")
