@@ -36,6 +36,7 @@ the (image, target) pairs of the authors' design.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -119,6 +120,18 @@ def _images(model: Classifier, name: str, x) -> Tensor:
         raise PixelSpaceInputError(f"{name} spans [{float(x.min()):.4g}, {float(x.max()):.4g}], outside the model's "
                                    f"bounds [{lower}, {upper}]; pass raw inputs (normalisation belongs in the model).")
     return x
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Classifier):
+    """``model`` in eval mode for the block; each module's own mode restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for mod, mode in modes:
+            mod.training = mode
 
 
 # ----------------------------------------------------------------------------- noise
@@ -335,30 +348,24 @@ def probe(model: Classifier, x: Tensor, x_adv: Tensor, original: Tensor, adversa
     noise_l2 = torch.zeros(n, levels, dtype=torch.float64)
     calls = 0
     started = time.perf_counter()
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            for i in tqdm(range(n), desc=f"{kind} probes around {around}", disable=not progress, leave=False):
-                gen = torch.Generator().manual_seed(stream_seed(seed, kind, int(ids[i])))
-                start = (x_adv[i] if around == "adversarial" else x[i]).to(dev)
-                for j, m in enumerate(grid.tolist()):
-                    noise = sample_noise(kind, delta[i].cpu(), n_probes, m, generator=gen,
-                                         noise_mean=noise_mean).to(dev)
-                    probes = (start + noise).clamp(lower, upper)
-                    effective = (probes - start).flatten(1).double()
-                    noise_sd[i, j] = float(effective.std(1, unbiased=False).mean())
-                    noise_l2[i, j] = float(effective.norm(dim=1).mean())
-                    for b in range(0, n_probes, batch_size):
-                        pred = model(probes[b:b + batch_size]).argmax(1).cpu()
-                        calls += 1
-                        is_orig, is_adv = pred == original[i], pred == adversarial[i]
-                        counts[i, j, 0] += int(is_orig.sum())
-                        counts[i, j, 1] += int(is_adv.sum())
-                        counts[i, j, 2] += int((~is_orig & ~is_adv).sum())
-    finally:
-        for mod, mode in modes:
-            mod.training = mode
+    with _eval_mode(model), torch.no_grad():
+        for i in tqdm(range(n), desc=f"{kind} probes around {around}", disable=not progress, leave=False):
+            gen = torch.Generator().manual_seed(stream_seed(seed, kind, int(ids[i])))
+            start = (x_adv[i] if around == "adversarial" else x[i]).to(dev)
+            for j, m in enumerate(grid.tolist()):
+                noise = sample_noise(kind, delta[i].cpu(), n_probes, m, generator=gen,
+                                     noise_mean=noise_mean).to(dev)
+                probes = (start + noise).clamp(lower, upper)
+                effective = (probes - start).flatten(1).double()
+                noise_sd[i, j] = float(effective.std(1, unbiased=False).mean())
+                noise_l2[i, j] = float(effective.norm(dim=1).mean())
+                for b in range(0, n_probes, batch_size):
+                    pred = model(probes[b:b + batch_size]).argmax(1).cpu()
+                    calls += 1
+                    is_orig, is_adv = pred == original[i], pred == adversarial[i]
+                    counts[i, j, 0] += int(is_orig.sum())
+                    counts[i, j, 1] += int(is_adv.sum())
+                    counts[i, j, 2] += int((~is_orig & ~is_adv).sum())
     return ProbeResult(kind=kind, around=around, noise_mean=noise_mean, multipliers=grid, n_probes=n_probes,
                        counts=counts, noise_sd=noise_sd, noise_l2=noise_l2,
                        forwards=torch.full((n,), levels * n_probes, dtype=torch.long), model_calls=calls,
@@ -468,17 +475,12 @@ def probability_margin(model: Classifier, x: Tensor, target: Tensor, *, batch_si
     target = _labels("target", target, len(x), model.num_classes)
     batch_size = _count("batch_size", batch_size)
     out = []
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with _eval_mode(model):
         for b in range(0, len(x), batch_size):
             p = model(x[b:b + batch_size].to(model.device)).double().softmax(1).cpu()
             t = target[b:b + batch_size]
             own = p.gather(1, t[:, None]).squeeze(1)
             out.append(own - p.scatter(1, t[:, None], -math.inf).amax(1))
-    finally:
-        for mod, mode in modes:
-            mod.training = mode
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
