@@ -216,6 +216,39 @@ def test_hierarchical_schedule_grows_the_space_at_the_given_iterations():
     assert IMAGENET_SCHEDULE == ((0, 32), (2000, 64), (10000, 128))
 
 
+def test_record_keeps_the_current_point_and_the_modifier_before_each_resize():
+    """The recorded trajectory is the row-0 objective: L = ‖δ‖2² + c·f per iteration; the first
+    iterate with c·f = 0 is where the first success was seen; the modifiers before each resize
+    give the importance probabilities the attack sampled by."""
+    model = affine_model(shape=(1, 16, 16))
+    x = inputs(3, shape=(1, 16, 16))
+    y = predicted(model, x)
+    kw = dict(binary_search_steps=2, steps=12, abort_early=False, initial_const=5.0, step_size=0.05,
+              attack_space=((0, 4), (6, 8)), importance_sampling=True)
+    res = zoo(model, x, y, record=True, **kw)
+    plain = zoo(model, x, y, **kw)
+    assert torch.equal(res.x_adv, plain.x_adv) and torch.equal(res.queries, plain.queries)  # recording changes nothing
+    loss, l2, attack_loss = (res.info[k] for k in ("loss_history", "l2_history", "attack_loss_history"))
+    assert loss.shape == l2.shape == attack_loss.shape == (2, 12, 3)
+    assert not torch.isnan(loss).any()  # no abort, no budget: every iteration ran
+    assert torch.allclose(loss, l2 ** 2 + attack_loss, rtol=1e-5, atol=1e-6)
+    assert (attack_loss >= 0).all() and torch.allclose(l2[:, 0], torch.zeros(2, 3))  # each round restarts at x0
+    # the first iterate with c·f = 0 is where the first success was seen (2·16 + 1, then 2·64 + 1
+    # queries per iteration)
+    per_iteration = torch.tensor([33] * 6 + [129] * 6)
+    for i in range(3):
+        zero = (attack_loss[:, :, i] == 0).flatten().nonzero().flatten()
+        if res.info["first_success_queries"][i] < 0:
+            assert len(zero) == 0
+        else:
+            first = int(zero[0])
+            assert int(res.info["first_success_queries"][i]) == int(per_iteration.repeat(2)[:first + 1].sum())
+    (mods,) = res.info["modifiers_before_resize"]
+    assert mods.shape == (2, 3, 1, 4, 4) and not torch.isnan(mods).any() and mods.abs().sum() > 0
+    assert set(res.info) == {"const", "iterations", "first_success_queries", "l2_best", "exhausted", "loss_history",
+                             "l2_history", "attack_loss_history", "modifiers_before_resize"}
+
+
 def test_importance_probabilities_follow_the_maxpool_rule():
     prev = torch.zeros(1, 2, 32, 32)
     prev[0, 0, 5, 7] = -2.0   # region (1, 1) of channel 0 (4×4 regions)
