@@ -340,3 +340,24 @@ def test_zoo_matches_whitebox_cw_success_on_cw_mnist(cw_mnist, mnist_test):
     wb = _whitebox_cw(model, test.x, test.y, const=10.0, steps=50, step_size=0.1)
     assert zres.queries.tolist() == [_expected_budget_use(1200, b=49)] * 8 == [1199] * 8
     assert zres.success_rate >= wb.float().mean().item() - 0.125, (zres.success.tolist(), wb.tolist())
+
+
+# ---------------------------------------------------------------- the chapter (document 002, part 1)
+
+def test_the_chapter_resolves_every_profile_and_refuses_zoo_sets_outside_the_whitebox_sets():
+    """ZOO attacks the first images of the white-box sets (so that L2 compares image by image):
+    a ZOO count above its white-box count, or a schedule that switches after the run, is refused
+    before any work."""
+    from reprolib.book import runner
+    from reprolib.book.params import ParameterError
+
+    for profile in ("smoke", "cpu", "paper"):
+        params = runner.validate("zoo", profile)
+        assert params.n_zoo <= params.n_whitebox and params.n_zoo_cifar <= params.n_cifar
+    paper = runner.validate("zoo", "paper")
+    assert (paper.zoo_search_steps, paper.zoo_initial_const, paper.zoo_steps, paper.cifar_zoo_steps) == (9, 0.01, 3000, 1000)
+    assert (paper.n_whitebox, paper.n_whitebox_targeted, paper.targets) == (200, 100, "all")
+    with pytest.raises(ParameterError, match="n_zoo .* cannot exceed n_whitebox"):
+        runner.validate("zoo", "smoke", {"n_zoo": 3})
+    with pytest.raises(ParameterError, match="must switch before table3_steps"):
+        runner.validate("zoo", "smoke", {"table3_steps": 8})
