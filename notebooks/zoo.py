@@ -53,7 +53,7 @@
 #
 # **What differs from the thesis** (details in {ref}`zoo-differs`): far fewer images under the `cpu`
 # profile (ZOO costs 257 forward passes per iteration: image counts were cut, not iterations); the
-# card's CPU budget for ZOO (3 binary-search steps from c = 0.1, 1,000 iterations each) instead of
+# notes' CPU budget for ZOO (3 binary-search steps from c = 0.1, 1,000 iterations each) instead of
 # 9 steps of 3,000; one random target per image instead of all nine; fewer substitute epochs on
 # CIFAR-10; Tables 2–3 on MNIST (`cpu`) or CIFAR-10 (`paper`) instead of ImageNet.
 
@@ -230,6 +230,7 @@ NETS = {"mnist": "cw_mnist", "cifar10": "cw_cifar"}
 DATA_NAME = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 ATTACK_NAME = {"cw": "White-box C&W", "substitute_fgsm": "Substitute + FGSM", "substitute_cw": "Substitute + C&W",
                "zoo_adam": "ZOO-ADAM", "zoo_newton": "ZOO-Newton"}
+SOLVER_NAME = {"adam": "ZOO-ADAM", "newton": "ZOO-Newton"}
 paper_t1 = paper_table(DOC, "table1").set_index(["dataset", "mode", "attack"])
 paper_t2 = paper_table(DOC, "table2").set_index("attack")
 paper_t3 = paper_table(DOC, "table3").set_index("variant")
@@ -339,7 +340,7 @@ if cifar_newton:
 ZOO = {(ds, mode, solver): zoo_run(ds, mode, solver, n) for ds, mode, solver, n in ZOO_PLAN if n > 0}
 for (ds, mode, solver), r in ZOO.items():
     c = r.params["initial_const"]
-    print(f"{DATA_NAME[ds]}, {mode}, ZOO-{solver.upper()}: fooled {int(r.success.sum())} of {len(r)} in "
+    print(f"{DATA_NAME[ds]}, {mode}, {SOLVER_NAME[solver]}: fooled {int(r.success.sum())} of {len(r)} in "
           f"{r.seconds:.0f} s, {int(r.queries.sum())} queries; first c "
           + (f"per image, median {float(c.median()):.3g}" if torch.is_tensor(c) else f"{c:g}"))
 
@@ -483,7 +484,7 @@ for (ds, mode, solver), r in ZOO.items():
     labels = r.labels
     for i in range(len(r)):
         both = bool(r.success[i]) and bool(cw.success[i])
-        pairs_rows.append({"data set": DATA_NAME[ds], "mode": mode, "solver": f"ZOO-{solver.upper()}",
+        pairs_rows.append({"data set": DATA_NAME[ds], "mode": mode, "solver": SOLVER_NAME[solver],
                            "test image": int(index[i]), "label or target": int(labels[i]),
                            "C&W L2": float(cw.norms["l2"][i]) if cw.success[i] else math.nan,
                            "ZOO L2": float(r.norms["l2"][i]) if r.success[i] else math.nan,
@@ -510,7 +511,7 @@ ax.invert_yaxis()
 ax.set(xlabel="success rate (%)", xlim=(0, 105), title="(a) MNIST, Table 1")
 ax.legend(frameon=False, loc="lower right")
 ax = axes[1]
-marks = {"ZOO-ADAM": "o", "ZOO-NEWTON": "s"}
+marks = {"ZOO-ADAM": "o", "ZOO-Newton": "s"}
 for (ds, solver), part in PAIRS.groupby(["data set", "solver"]):
     ax.scatter(part["C&W L2"], part["ZOO L2"], marker=marks[solver], label=f"{ds}, {solver}",
                edgecolor="black", linewidth=0.5)
@@ -540,7 +541,7 @@ query_rows = []
 for (ds, mode, solver), r in ZOO.items():
     its = r.info["iterations"].double()
     q = r.queries.double()
-    query_rows.append({"run": f"{DATA_NAME[ds]}, {mode}, ZOO-{solver.upper()}", "attacks": len(r),
+    query_rows.append({"run": f"{DATA_NAME[ds]}, {mode}, {SOLVER_NAME[solver]}", "attacks": len(r),
                        "queries per attack (mean)": float(q.mean()), "min": int(q.min()), "max": int(q.max()),
                        "iterations per attack (mean)": float(its.mean()),
                        "queries per iteration": f"{float(q.sum() / its.sum()):.6g} (each attack: "
@@ -598,7 +599,7 @@ if len(ART):
     display(present(shown_art[["library", "n_images", "success", "median_norm", "queries", "seconds", "error"]]
                     .rename(columns={"n_images": "images", "median_norm": "median L2", "queries": "queries per image",
                                      "seconds": "seconds per image"}).set_index("library"),
-                    max_columns=4, name="tbl-zoo-art"))
+                    max_columns=4, name="tbl-zoo-art", formats={"queries per image": "{:.0f}"}))
 else:
     print("n_art = 0: the comparison with ART did not run.")
 
@@ -795,7 +796,7 @@ def visual(ds: str):
         n = max((len(r) for r in zs.values() if r is not None), default=0)
         for i in range(n):
             cols = [("original", CW[ds, mode].x[i], None), ("C&W", CW[ds, mode].x_adv[i], CW[ds, mode])]
-            cols += [(f"ZOO-{s.upper()}", r.x_adv[i], r) for s, r in zs.items() if r is not None]
+            cols += [(SOLVER_NAME[s], r.x_adv[i], r) for s, r in zs.items() if r is not None]
             rows.append((mode, i, cols))
     if not rows:
         return None
@@ -871,7 +872,7 @@ SMALL = f"{n_zoo} untargeted and {n_zoo_targeted} targeted MNIST images per ZOO 
 items = []
 for (ds, mode, solver), r in ZOO.items():
     need = 0.95 if mode == "untargeted" else 0.90
-    items.append((rate(r) >= need, f"{DATA_NAME[ds]} {mode} ZOO-{solver.upper()} {100 * rate(r):.0f} % of {len(r)} "
+    items.append((rate(r) >= need, f"{DATA_NAME[ds]} {mode} {SOLVER_NAME[solver]} {100 * rate(r):.0f} % of {len(r)} "
                                    f"(needs ≥ {100 * need:.0f} %)"))
 verdicts.append(verdict_row(
     "ZOO succeeds nearly always: untargeted 100 %, targeted about 97–99 % (Table 1)",
