@@ -83,6 +83,58 @@ def test_a_package_stands_for_all_its_modules(package):
 
 
 @pytest.fixture
+def reexports(tmp_path, monkeypatch):
+    """A package whose ``models/__init__`` re-exports ``Classifier`` and ``load``, like reprolib's:
+    ``attack`` uses only ``Classifier``, ``loader`` only ``load`` (whose module imports the
+    classifier), ``user`` the whole package, ``api`` ``Classifier`` through the top-level
+    ``__init__``'s re-export."""
+    name = f"rexpkg_{tmp_path.name.replace('-', '_')}"
+    root = tmp_path / name
+    _write(root, {
+        "__init__.py": "from .models import Classifier\n",
+        "models/__init__.py": "from .classifier import Classifier as Classifier\nfrom .registry import load\n",
+        "models/classifier.py": "class Classifier:\n    pass\n",
+        "models/registry.py": "from .classifier import Classifier\n\n\ndef load():\n    return Classifier()\n",
+        "attack.py": "from .models import Classifier\n",
+        "loader.py": "from .models import load\n",
+        "user.py": "from . import models\n",
+        "api.py": f"from {name} import Classifier\n",
+    })
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name, root
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
+
+
+@pytest.mark.parametrize("user, edited, changes", [
+    ("attack.py", "models/registry.py", False),  # run on the way, its names unused
+    ("attack.py", "models/classifier.py", True),
+    ("attack.py", "models/__init__.py", True),
+    ("attack.py", "__init__.py", True),
+    ("api.py", "models/registry.py", False),
+    ("api.py", "models/classifier.py", True),
+    ("loader.py", "models/registry.py", True),
+    ("loader.py", "models/classifier.py", True),
+    ("user.py", "models/registry.py", True),  # the package as an object: any of its names
+])
+def test_a_package_init_is_followed_only_for_the_names_used(reexports, user, edited, changes):
+    name, root = reexports
+    importlib.import_module(f"{name}.{user[:-3]}")
+    before = cache.code_version([root / user])
+    _touch(root / edited)
+    assert (cache.code_version([root / user]) != before) is changes
+
+
+def test_editing_the_registry_keeps_an_attacks_key(reprolib_copy):
+    attack = reprolib_copy / "attacks" / "targeted_iteration.py"
+    before = cache.code_version([attack])
+    _touch(reprolib_copy / "models" / "registry.py")
+    assert cache.code_version([attack]) == before
+    _touch(reprolib_copy / "models" / "classifier.py")
+    assert cache.code_version([attack]) != before
+
+
+@pytest.fixture
 def reprolib_copy(tmp_path):
     """A copy of src/reprolib, whose files can be edited (keys are computed from its paths)."""
     root = tmp_path / "copy"

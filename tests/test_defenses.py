@@ -15,7 +15,7 @@ from reprolib.defenses import (ADVERSARIAL, GENUINE, AdversarialLoss, BitDepth, 
                                NonLocalMeans, SqueezedClassifier, VATLoss, adversarial_examples, at_temperature,
                                defensive_distillation, detection_accuracy, detection_split, fgsm_at, fgsm_rs_at,
                                kl_divergence, median_filter, mnist_squeezers, non_local_means, pgd_at,
-                               power_iteration, reduce_bit_depth, small_detector, soft_cross_entropy,
+                               power_iteration, reduce_bit_depth, small_detector, soft_cross_entropy, soft_labels,
                                train_detector, virtual_adversarial_perturbation, with_adversarials)
 from reprolib.models import Classifier
 from reprolib.train import Recipe, Step, fit
@@ -447,3 +447,22 @@ def test_a_small_detector_trained_with_fit_separates_an_easy_attack():
     assert set(acc) == {"genuine", "adversarial", "overall", "adversarial/ce", "adversarial/logit"}
     with pytest.raises(ValueError, match="2 outputs"):
         train_detector(mlp(64, 3), split, Recipe(epochs=1, lr=0.1))
+
+
+# ------------------------------------------------------------- evaluation runs in eval mode
+@pytest.mark.parametrize("evaluate", [
+    lambda m, x: soft_labels(m, x, 10.0),
+    lambda m, x: detection_accuracy(m, ImageSet("d", x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)),
+                                                ("genuine", "adversarial"))),
+    lambda m, x: JointDetector(m, [BitDepth(1)]).scores(x),
+    lambda m, x: virtual_adversarial_perturbation(m, x, eps=0.1),
+], ids=["soft_labels", "detection_accuracy", "JointDetector.scores", "virtual_adversarial_perturbation"])
+def test_evaluation_runs_in_eval_mode_and_restores_each_modules_own_mode(evaluate):
+    torch.manual_seed(0)
+    recorder, frozen = _ModeRecorder(), nn.Dropout(0.5)
+    model = Classifier(nn.Sequential(recorder, frozen, nn.Linear(4, 2)), input_shape=(4,), num_classes=2)
+    model.train()
+    frozen.eval()  # a layer the caller keeps in eval mode while the rest trains
+    evaluate(model, torch.rand(6, 4, generator=torch.Generator().manual_seed(1)))
+    assert recorder.modes and not any(recorder.modes)
+    assert model.training and recorder.training and not frozen.training

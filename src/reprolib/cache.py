@@ -105,19 +105,21 @@ def _source_file(obj: Any) -> Path:
 #: The folder that holds the ``reprolib`` package, for absolute ``reprolib...`` imports.
 _OWN_ROOT = Path(__file__).resolve().parent.parent
 _OWN_NAME = __name__.split(".")[0]
-#: The imports of a source file, by the sha256 of its text: ``(module, level, names)`` each.
-_IMPORTS: dict[bytes, list[tuple[str, int, tuple[str, ...]]]] = {}
+#: The imports of a source file, by the sha256 of its text: ``(module, level, names, bound)`` each,
+#: ``names`` the imported names and ``bound`` the names they are bound to (``as``).
+_IMPORTS: dict[bytes, list[tuple[str, int, tuple[str, ...], tuple[str, ...]]]] = {}
 
 
-def _imports(source: bytes, digest: bytes) -> list[tuple[str, int, tuple[str, ...]]]:
+def _imports(source: bytes, digest: bytes) -> list[tuple[str, int, tuple[str, ...], tuple[str, ...]]]:
     """Every import statement of a module, at any depth (inside functions too)."""
     if digest not in _IMPORTS:
         found = []
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
-                found += [(alias.name, 0, ()) for alias in node.names]
+                found += [(alias.name, 0, (), ()) for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                found.append((node.module or "", node.level, tuple(alias.name for alias in node.names)))
+                found.append((node.module or "", node.level, tuple(alias.name for alias in node.names),
+                              tuple(alias.asname or alias.name for alias in node.names)))
         _IMPORTS[digest] = found
     return _IMPORTS[digest]
 
@@ -150,28 +152,84 @@ def _module_chain(root: Path, dotted: Sequence[str]) -> list[Path]:
     return files
 
 
-def _imported_files(path: Path, source: bytes, digest: bytes) -> set[Path]:
-    """The files of ``path``'s own package, or of reprolib, that importing ``path`` runs first:
-    the ``__init__.py`` of the packages it is in, and the modules it imports."""
+def _target(root: Path | None, package: tuple[str, ...], dotted: tuple[str, ...], module: str,
+            level: int) -> tuple[Path, list[str]] | None:
+    """Where ``from <level dots><module> import ...`` in a module of ``package`` points: the folder
+    of the top-level package and the dotted target; None outside the package and reprolib."""
+    if level:
+        if root is None or level - 1 > len(package):
+            return None
+        return root, [*package[:len(package) - (level - 1)], *filter(None, module.split("."))]
+    target = module.split(".")
+    if root is not None and target[0] == dotted[0]:
+        return root, target
+    if target[0] == _OWN_NAME:
+        return _OWN_ROOT, target
+    return None
+
+
+def _add(found: dict[Path, bool], chain: list[Path], follow: bool) -> None:
+    """Record an import's ``chain``: the packages on the way are run but not used (hashed, their
+    imports not followed); the imported module itself is followed when ``follow``."""
+    for path in chain[:-1]:
+        found.setdefault(path, False)
+    if chain:
+        found[chain[-1]] = found.get(chain[-1], False) or follow
+
+
+def _from_package(found: dict[Path, bool], root: Path, target: list[str], name: str, depth: int = 0) -> None:
+    """``from <target> import name`` where ``target`` is a package: follow the submodule ``name``,
+    or the module the package's ``__init__`` binds ``name`` from (re-exports are traced), or, when
+    neither is found, everything the ``__init__`` imports."""
+    sub = _module_chain(root, [*target, name])
+    if sub:
+        _add(found, sub, True)
+        return
+    init = root.joinpath(*target, "__init__.py")
+    source = init.read_bytes()
+    if depth < 8:
+        for module, level, names, bound in _imports(source, code_digest(source)):
+            if name not in bound:
+                continue
+            where = _target(root, tuple(target), tuple(target), module, level)
+            if where is None:
+                return  # bound from outside the package: nothing of ours to follow
+            base, origin = where
+            chain = _module_chain(base, origin)
+            if chain and chain[-1].name == "__init__.py":
+                _add(found, chain, False)
+                _from_package(found, base, origin, names[bound.index(name)], depth + 1)
+            else:
+                _add(found, chain, True)
+            return
+    found[init] = True
+
+
+def _imported_files(path: Path, source: bytes, digest: bytes) -> dict[Path, bool]:
+    """The files of ``path``'s own package, or of reprolib, that importing ``path`` runs, each
+    with whether ``path`` uses it (then its own imports matter too) or only runs it on the way.
+
+    A package's ``__init__.py`` that is only run on the way (the packages ``path`` is in, those
+    above an imported module) is hashed but its imports are not followed: ``path`` uses none of
+    the names it binds. ``from package import name`` follows the module that defines ``name``;
+    ``import package`` and a package imported as a name follow everything its ``__init__`` imports."""
     root, dotted = _location(path)
     package = dotted if path.name == "__init__.py" else dotted[:-1]
-    found: set[Path] = set(_module_chain(root, package)) if root is not None else set()  # its packages
-    for module, level, names in _imports(source, digest):
-        if level:
-            if root is None or level - 1 > len(package):
-                continue
-            base, target = root, [*package[:len(package) - (level - 1)], *filter(None, module.split("."))]
-        else:
-            target = module.split(".")
-            if root is not None and target[0] == dotted[0]:
-                base = root
-            elif target[0] == _OWN_NAME:
-                base = _OWN_ROOT
-            else:
-                continue  # outside the package: not hashed
-        found.update(_module_chain(base, target))
-        for name in names:  # ``from package import module`` imports the module too
-            found.update(_module_chain(base, [*target, name]))
+    found: dict[Path, bool] = {}
+    if root is not None:
+        _add(found, _module_chain(root, package), False)  # its packages
+    for module, level, names, _ in _imports(source, digest):
+        where = _target(root, package, dotted, module, level)
+        if where is None:
+            continue  # outside the package: not hashed
+        base, target = where
+        chain = _module_chain(base, target)
+        if not names or not chain or chain[-1].name != "__init__.py":
+            _add(found, chain, True)  # ``import a.b`` or ``from module import names``: the module is used
+            continue
+        _add(found, chain, False)
+        for name in names:
+            _from_package(found, base, target, name)
     return found
 
 
@@ -198,20 +256,26 @@ def code_digest(source: bytes) -> bytes:
 
 def _closure(code: Iterable[Any]) -> dict[Path, bytes]:
     """:func:`code_files` with the sha256 of each file."""
-    todo: set[Path] = set()
+    todo: dict[Path, bool] = {}  # file -> whether its imports are followed
     for obj in code:
         path = _source_file(obj).resolve()
         if path.name == "__init__.py" and isinstance(obj, types.ModuleType):
-            todo.update(p.resolve() for p in path.parent.rglob("*.py"))
+            todo.update((p.resolve(), True) for p in path.parent.rglob("*.py"))
         else:
-            todo.add(path)
+            todo[path] = True
     digests: dict[Path, bytes] = {}
+    followed: set[Path] = set()
     while todo:
-        path = todo.pop()
-        source = path.read_bytes()
-        digests[path] = code_digest(source)
-        todo.update(p.resolve() for p in _imported_files(path, source, digests[path]))
-        todo.difference_update(digests)
+        path, follow = todo.popitem()
+        if path not in digests or follow and path not in followed:
+            source = path.read_bytes()
+            digests[path] = code_digest(source)
+            if follow:
+                followed.add(path)
+                for file, use in _imported_files(path, source, digests[path]).items():
+                    file = file.resolve()
+                    if file not in followed and (use or file not in digests):
+                        todo[file] = todo.get(file, False) or use
     return digests
 
 
@@ -226,8 +290,12 @@ def code_files(code: Iterable[Any] = ()) -> list[Path]:
     classes or paths; a module that is a package stands for all its ``.py`` files), and every
     module of their package or of reprolib that those import, transitively. Imports are read
     from the source (inside functions too); importing ``a.b.c`` counts ``a/__init__.py`` and
-    ``a/b/__init__.py`` as well, as Python runs them. Modules outside the package are not
-    followed (their versions are the environment's)."""
+    ``a/b/__init__.py`` as well, as Python runs them, but what those ``__init__`` files import is
+    followed only where the names they bind are used (``from a.b import name`` follows the
+    module ``a/b/__init__.py`` takes ``name`` from; ``import a.b`` follows all of it), so editing
+    the model registry does not change the key of an attack that only imports ``Classifier``
+    from ``reprolib.models``. Modules outside the package are not followed (their versions are
+    the environment's)."""
     return sorted(_closure(code), key=_label)
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..models.classifier import Classifier
+from ..models.classifier import Classifier, eval_mode
 from .ops.checks import AttackInputError
 from .ops.norms import lp_norms
 
@@ -316,18 +316,13 @@ def attack(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
         if len(x) == 0:
             result = _empty(model, x, y, bool(params.get("targeted", False)))
         else:
-            modes = [(m, m.training) for m in model.modules()]  # restored module by module
-            model.eval()
-            try:
+            with eval_mode(model):
                 with torch.enable_grad():
                     result = fn(model, x, y, *args, **kwargs)
                 if check_raw:
                     for r in [result, *(v for v in result.info.values() if isinstance(v, AttackResult))]:
                         if r.success_raw is None:
                             r.success_raw = recheck(model, r.x_raw, r.labels, r.targeted)
-            finally:
-                for m, mode in modes:
-                    m.training = mode
         result.attack, result.params = fn.__name__, params
         for extra in result.info.values():
             if isinstance(extra, AttackResult):  # another result of the same run: its own settings win

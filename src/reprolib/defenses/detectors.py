@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import ImageSet
-from ..models.classifier import Classifier
+from ..models.classifier import Classifier, eval_mode
 from ..train import Recipe, fit
 
 GENUINE, ADVERSARIAL = 0, 1
@@ -199,14 +199,10 @@ def detection_accuracy(detector: Classifier, data: ImageSet, kind: Tensor | None
         Table II), plus ``"adversarial/<kind>"`` per attack when ``kind`` is given. An empty
         class gives NaN.
     """
-    was_training = detector.training
-    detector.eval()
-    try:
+    with eval_mode(detector):
         device = detector.device
         pred = torch.cat([detector(data.x[i:i + batch_size].to(device)).argmax(1).cpu()
                           for i in range(0, len(data), batch_size)]) if len(data) else torch.zeros(0, dtype=torch.long)
-    finally:
-        detector.train(was_training)
     right = pred == data.y
 
     def mean(mask: Tensor) -> float:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import ImageSet
-from ..models.classifier import Classifier
+from ..models.classifier import Classifier, eval_mode
 from ..train import Recipe, fit
 
 
@@ -122,14 +122,10 @@ def soft_labels(teacher: Classifier, x: Tensor, temperature: float, *, batch_siz
     t = _temperature(temperature)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer ≥ 1, got {batch_size!r}.")
-    was_training = teacher.training
-    teacher.eval()
-    try:
+    with eval_mode(teacher):
         device = teacher.device
         out = [F.softmax(teacher(x[i:i + batch_size].to(device)).float() / t, dim=1).cpu()
                for i in range(0, len(x), batch_size)]
-    finally:
-        teacher.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, teacher.num_classes)
 
 

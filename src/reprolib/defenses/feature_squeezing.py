@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.classifier import Classifier
+from ..models.classifier import Classifier, eval_mode
 
 
 def _to_unit(x: Tensor, bounds: tuple[float, float]) -> Tensor:
@@ -311,9 +311,7 @@ class JointDetector:
         """``score(x)`` per input ``(N,)`` on the CPU; the model runs in eval mode (restored)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer ≥ 1, got {batch_size!r}.")
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             device, out = self.model.device, []
             for i in range(0, len(x), batch_size):
                 xb = x[i:i + batch_size].to(device)
@@ -321,8 +319,6 @@ class JointDetector:
                 dist = torch.stack([(p - _probabilities(self.model, s(xb, self.model.bounds))).abs().sum(1)
                                     for s in self.squeezers])
                 out.append(dist.max(0).values.cpu())
-        finally:
-            self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 
     def calibrate(self, x_clean: Tensor, fpr: float = 0.05) -> float:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.classifier import eval_mode
 from ..train import Step
 
 
@@ -119,14 +120,10 @@ def virtual_adversarial_perturbation(model: nn.Module, x: Tensor, *, eps: float,
     """
     eps = _check("eps", eps)
     generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             clean = model(x.detach())
         u = power_iteration(model, x, xi=xi, iterations=iterations, generator=generator, clean_logits=clean)
-    finally:
-        model.train(was_training)
     return eps * u, clean.detach()
 
 

@@ -17,7 +17,7 @@ module            what it holds
 ``trajectories``  per-iteration statistics of document 003's targeted iteration: regions D1–D3,
                   mean bands, iterations needed, the α/β calibration rule, the float underflow
                   margins of the CE gradient, per-iteration time at batch size 1
-``toy2d``         document 003's 2-D toy: ``make_circles`` as scikit-learn draws it, the 2-50-2
+``toy2d``         document 003's 2-D toy (on scikit-learn's ``make_circles``): the 2-50-2
                   network, exact input-gradient maps of the CE, logit and CE-sign sources
 ================  ===================================================================================
 

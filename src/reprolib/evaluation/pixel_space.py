@@ -36,7 +36,6 @@ the (image, target) pairs of the authors' design.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..models.classifier import Classifier
+from ..models.classifier import Classifier, eval_mode
 
 __all__ = ["KINDS", "AROUND", "NOISE_MEANS", "CATEGORIES", "CODE_LEVELS", "PixelSpaceInputError",
            "noise_multipliers", "stream_seed", "sample_noise", "ProbeResult", "probe", "gaussian_probes",
@@ -120,18 +119,6 @@ def _images(model: Classifier, name: str, x) -> Tensor:
         raise PixelSpaceInputError(f"{name} spans [{float(x.min()):.4g}, {float(x.max()):.4g}], outside the model's "
                                    f"bounds [{lower}, {upper}]; pass raw inputs (normalisation belongs in the model).")
     return x
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Classifier):
-    """``model`` in eval mode for the block; each module's own mode restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for mod, mode in modes:
-            mod.training = mode
 
 
 # ----------------------------------------------------------------------------- noise
@@ -348,7 +335,7 @@ def probe(model: Classifier, x: Tensor, x_adv: Tensor, original: Tensor, adversa
     noise_l2 = torch.zeros(n, levels, dtype=torch.float64)
     calls = 0
     started = time.perf_counter()
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for i in tqdm(range(n), desc=f"{kind} probes around {around}", disable=not progress, leave=False):
             gen = torch.Generator().manual_seed(stream_seed(seed, kind, int(ids[i])))
             start = (x_adv[i] if around == "adversarial" else x[i]).to(dev)
@@ -475,7 +462,7 @@ def probability_margin(model: Classifier, x: Tensor, target: Tensor, *, batch_si
     target = _labels("target", target, len(x), model.num_classes)
     batch_size = _count("batch_size", batch_size)
     out = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for b in range(0, len(x), batch_size):
             p = model(x[b:b + batch_size].to(model.device)).double().softmax(1).cpu()
             t = target[b:b + batch_size]

@@ -2,7 +2,7 @@
 input-gradient maps of the CE, logit and CE-sign sources over the plane.
 
 Ozbulak et al. (https://arxiv.org/abs/2006.01456, §VIII "Experiments on 2-D") sample two
-concentric circles with ``make_circles`` (scikit-learn's, although the text cites SciPy), fit a
+concentric circles with ``sklearn.datasets.make_circles`` (the text cites SciPy), fit a
 network with one hidden layer of 50 ReLUs, and draw over (x, y) ∈ [−1, 1]², with the inner
 class R as the target:
 
@@ -29,48 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: Class indices: ``make_circles`` labels the outer circle 0 ("B", black) and the inner one 1
+#: Class indices: scikit-learn's ``make_circles`` labels the outer circle 0 ("B", black) and the inner one 1
 #: ("R", red, the target of the paper's attack).
 OUTER, INNER = 0, 1
-
-
-def make_circles(n_samples: int = 1000, *, noise: float | None = 0.05, factor: float = 0.5,
-                 seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Two concentric circles, as ``sklearn.datasets.make_circles(n_samples, shuffle=True,
-    noise=noise, random_state=seed, factor=factor)`` draws them, number for number (the same
-    NumPy ``RandomState`` calls in the same order), without needing scikit-learn.
-
-    Args:
-        n_samples: points in all, ≥ 2; the outer circle gets ``n_samples // 2``.
-        noise: the standard deviation of the Gaussian noise added to each coordinate (None: none).
-        factor: the inner radius relative to the outer (1), in [0, 1).
-        seed: the ``RandomState`` seed.
-
-    Returns:
-        ``(x, y)``: ``(n_samples, 2)`` float32 points and ``(n_samples,)`` int64 labels,
-        0 outer (:data:`OUTER`) and 1 inner (:data:`INNER`).
-
-    Raises:
-        ValueError: ``n_samples`` < 2 or ``factor`` outside [0, 1).
-    """
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be ≥ 2, got {n_samples}.")
-    if not 0 <= factor < 1:
-        raise ValueError(f"factor must lie in [0, 1), got {factor}.")
-    n_out = n_samples // 2
-    n_in = n_samples - n_out
-    rng = np.random.RandomState(seed)
-    t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
-    t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
-    x = np.vstack([np.append(np.cos(t_out), np.cos(t_in) * factor),
-                   np.append(np.sin(t_out), np.sin(t_in) * factor)]).T
-    y = np.hstack([np.zeros(n_out, dtype=np.int64), np.ones(n_in, dtype=np.int64)])
-    order = np.arange(n_samples)
-    rng.shuffle(order)  # scikit-learn's shuffle(X, y, random_state=rng) without replacement
-    x, y = x[order], y[order]
-    if noise is not None:
-        x = x + rng.normal(scale=noise, size=x.shape)
-    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
 
 
 def mlp(hidden: int = 50, seed: int = 0) -> nn.Sequential:

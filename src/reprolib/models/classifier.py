@@ -1,7 +1,8 @@
 """The model wrapper every attack takes: it owns the input bounds and the preprocessing."""
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -99,3 +100,20 @@ class Classifier(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; afterwards each submodule gets back its own mode
+    (so a model that keeps some layers in eval mode while training keeps them so).
+
+    Attacks, metrics and defences evaluate a model with it: batch norm uses its running
+    statistics and dropout is off, whatever mode the caller left the model in.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode

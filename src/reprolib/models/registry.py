@@ -34,7 +34,7 @@ COMMITTED = ("logreg_mnist", "tabacof_convnet_mnist", "fcnn_mnist", "lenet5_mnis
              "madry_nat0_mnist", "madry_nat1_mnist", "madry_nat2_mnist", "madry_linf_mnist",
              "mlp3x1000_mnist", "mlp20x2_mnist", "mlp50_mnist", "fcnn_released_mnist32",
              "lenet5_released_mnist32", "logreg_cifar", "cw_cifar", "nin_cifar_cpu", "densenet22_cifar_cpu",
-             "resnet20_cifar")
+             "resnet20_cifar", "nin_bn_cifar_cpu")
 
 #: The fixed subset every checkpoint's accuracy is re-checked on: the first N test images.
 CHECK_SUBSET = 1000
