@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ..attacks.ops.blackbox import BlackBox
 from ..data import ImageSet
-from ..models.classifier import Classifier
+from ..models.classifier import Classifier, eval_mode
 from ..train import Recipe, fit
 
 __all__ = ["SubstituteResult", "jacobian_augmentation", "train_substitute"]
@@ -71,7 +71,7 @@ def jacobian_augmentation(substitute: Classifier, x: Tensor, labels: Tensor, lam
     """The new points of one augmentation (eq. 4): clip(x + λ · sign(∇ₓ log F(x)_label)).
 
     Args:
-        substitute: the substitute F (its gradient is taken; it is put in eval mode).
+        substitute: the substitute F (its gradient is taken, in eval mode; its modes are restored).
         x: points ``(N, *input_shape)`` inside the substitute's bounds.
         labels: the oracle labels ``(N,)``.
         lam: the step λ, in input units.
@@ -80,13 +80,13 @@ def jacobian_augmentation(substitute: Classifier, x: Tensor, labels: Tensor, lam
     Returns:
         ``(N, *input_shape)``, inside the bounds.
     """
-    substitute.eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
-        logp = torch.log_softmax(substitute(xb), dim=1)
-        (g,) = torch.autograd.grad(logp.gather(1, labels[i:i + batch_size, None]).sum(), xb)
-        out.append((xb.detach() + lam * g.sign()).clamp(*substitute.bounds))
+    with eval_mode(substitute):
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
+            logp = torch.log_softmax(substitute(xb), dim=1)
+            (g,) = torch.autograd.grad(logp.gather(1, labels[i:i + batch_size, None]).sum(), xb)
+            out.append((xb.detach() + lam * g.sign()).clamp(*substitute.bounds))
     return torch.cat(out) if out else x.detach().clone()
 
 
