@@ -48,8 +48,8 @@ test: $(STAMP)
 
 chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=<chapter> [PROFILE=cpu] [ARGS='-p key value']"; exit 2; }
-	@# the appendix compares reprolib with the peer libraries: install them first
-	@if [ "$(NAME)" = benchmarks ]; then $(MAKE) --no-print-directory bench-deps; fi
+	@# the appendix and the ZOO chapter compare reprolib with the peer libraries: install them first
+	@if [ "$(NAME)" = benchmarks ] || [ "$(NAME)" = zoo ]; then $(MAKE) --no-print-directory bench-deps; fi
 	$(VENV)/bin/reprolib-chapter run $(NAME) --profile $(PROFILE) $(ARGS)
 
 chapters: $(STAMP) bench-deps

@@ -216,6 +216,39 @@ def test_hierarchical_schedule_grows_the_space_at_the_given_iterations():
     assert IMAGENET_SCHEDULE == ((0, 32), (2000, 64), (10000, 128))
 
 
+def test_record_keeps_the_current_point_and_the_modifier_before_each_resize():
+    """The recorded trajectory is the row-0 objective: L = ‖δ‖2² + c·f per iteration; the first
+    iterate with c·f = 0 is where the first success was seen; the modifiers before each resize
+    give the importance probabilities the attack sampled by."""
+    model = affine_model(shape=(1, 16, 16))
+    x = inputs(3, shape=(1, 16, 16))
+    y = predicted(model, x)
+    kw = dict(binary_search_steps=2, steps=12, abort_early=False, initial_const=5.0, step_size=0.05,
+              attack_space=((0, 4), (6, 8)), importance_sampling=True)
+    res = zoo(model, x, y, record=True, **kw)
+    plain = zoo(model, x, y, **kw)
+    assert torch.equal(res.x_adv, plain.x_adv) and torch.equal(res.queries, plain.queries)  # recording changes nothing
+    loss, l2, attack_loss = (res.info[k] for k in ("loss_history", "l2_history", "attack_loss_history"))
+    assert loss.shape == l2.shape == attack_loss.shape == (2, 12, 3)
+    assert not torch.isnan(loss).any()  # no abort, no budget: every iteration ran
+    assert torch.allclose(loss, l2 ** 2 + attack_loss, rtol=1e-5, atol=1e-6)
+    assert (attack_loss >= 0).all() and torch.allclose(l2[:, 0], torch.zeros(2, 3))  # each round restarts at x0
+    # the first iterate with c·f = 0 is where the first success was seen (2·16 + 1, then 2·64 + 1
+    # queries per iteration)
+    per_iteration = torch.tensor([33] * 6 + [129] * 6)
+    for i in range(3):
+        zero = (attack_loss[:, :, i] == 0).flatten().nonzero().flatten()
+        if res.info["first_success_queries"][i] < 0:
+            assert len(zero) == 0
+        else:
+            first = int(zero[0])
+            assert int(res.info["first_success_queries"][i]) == int(per_iteration.repeat(2)[:first + 1].sum())
+    (mods,) = res.info["modifiers_before_resize"]
+    assert mods.shape == (2, 3, 1, 4, 4) and not torch.isnan(mods).any() and mods.abs().sum() > 0
+    assert set(res.info) == {"const", "iterations", "first_success_queries", "l2_best", "exhausted", "loss_history",
+                             "l2_history", "attack_loss_history", "modifiers_before_resize"}
+
+
 def test_importance_probabilities_follow_the_maxpool_rule():
     prev = torch.zeros(1, 2, 32, 32)
     prev[0, 0, 5, 7] = -2.0   # region (1, 1) of channel 0 (4×4 regions)
@@ -307,3 +340,24 @@ def test_zoo_matches_whitebox_cw_success_on_cw_mnist(cw_mnist, mnist_test):
     wb = _whitebox_cw(model, test.x, test.y, const=10.0, steps=50, step_size=0.1)
     assert zres.queries.tolist() == [_expected_budget_use(1200, b=49)] * 8 == [1199] * 8
     assert zres.success_rate >= wb.float().mean().item() - 0.125, (zres.success.tolist(), wb.tolist())
+
+
+# ---------------------------------------------------------------- the chapter (document 002, part 1)
+
+def test_the_chapter_resolves_every_profile_and_refuses_zoo_sets_outside_the_whitebox_sets():
+    """ZOO attacks the first images of the white-box sets (so that L2 compares image by image):
+    a ZOO count above its white-box count, or a schedule that switches after the run, is refused
+    before any work."""
+    from reprolib.book import runner
+    from reprolib.book.params import ParameterError
+
+    for profile in ("smoke", "cpu", "paper"):
+        params = runner.validate("zoo", profile)
+        assert params.n_zoo <= params.n_whitebox and params.n_zoo_cifar <= params.n_cifar
+    paper = runner.validate("zoo", "paper")
+    assert (paper.zoo_search_steps, paper.zoo_initial_const, paper.zoo_steps, paper.cifar_zoo_steps) == (9, 0.01, 3000, 1000)
+    assert (paper.n_whitebox, paper.n_whitebox_targeted, paper.targets) == (200, 100, "all")
+    with pytest.raises(ParameterError, match="n_zoo .* cannot exceed n_whitebox"):
+        runner.validate("zoo", "smoke", {"n_zoo": 3})
+    with pytest.raises(ParameterError, match="must switch before table3_steps"):
+        runner.validate("zoo", "smoke", {"table3_steps": 8})

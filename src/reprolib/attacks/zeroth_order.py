@@ -276,6 +276,7 @@ def zoo(
     max_queries: int | Tensor | None = None,
     prob_floor: float = 1e-30,
     seed: int | None = 0,
+    record: bool = False,
 ) -> AttackResult:
     """ZOO-ADAM / ZOO-Newton on a batch (see the module docstring for the algorithm).
 
@@ -317,13 +318,22 @@ def zoo(
         seed: seed (≥ 0) of the coordinate sampling; ``None`` draws a fresh one. Our sampler is
             not the reference's numpy one, so its seed (1216) would reproduce nothing: 0, as every
             reprolib attack.
+        record: keep the trajectory of the current point (row 0 of every iteration's queries)
+            and the perturbation before each resize, for the curves of Fig. 5 and the map of
+            Fig. 2 (see Returns).
 
     Returns:
         An :class:`~reprolib.attacks.core.AttackResult`; ``info`` holds, per input, ``const``
         (c of the round that gave the returned example, NaN on failure), ``iterations`` (over
         all rounds), ``first_success_queries`` (queries spent when the first successful point
         was seen, −1 if never), ``l2_best`` (the L2 distance of the returned example, ``inf`` on
-        failure) and ``exhausted`` (whether the query budget ran out).
+        failure) and ``exhausted`` (whether the query budget ran out). With ``record``, also
+        ``loss_history`` (the total loss L = ‖δ‖2² + c·f), ``l2_history`` (‖δ‖2, not squared) and
+        ``attack_loss_history`` (c·f), each of shape (binary_search_steps, steps, N), NaN where
+        an input did not run that iteration; and ``modifiers_before_resize``, a list with one
+        tensor per resize of the schedule, of shape (binary_search_steps, N, C, h, w) (the
+        modifier y, of the size before that resize, from which importance sampling draws; NaN
+        for a round that ended earlier).
 
     Raises:
         AttackInputError: for a setting outside the ranges above, before any model pass.
@@ -363,8 +373,13 @@ def zoo(
     iterations = torch.zeros(n, dtype=torch.long, device=device)
     exhausted = torch.zeros(n, dtype=torch.bool, device=device)
     all_idx = torch.arange(n, device=device)
+    if record:
+        history = {k: torch.full((binary_search_steps, steps, n), math.nan, dtype=dtype, device=device)
+                   for k in ("loss_history", "l2_history", "attack_loss_history")}
+        before_resize = [torch.full((binary_search_steps, n, channels, *size), math.nan, dtype=dtype, device=device)
+                         for (_, size), _ in zip(schedule, schedule[1:])]
 
-    for _ in range(binary_search_steps):
+    for rnd in range(binary_search_steps):
         const = search.c.to(dtype)
         mod = torch.zeros(n, channels, *schedule[0][1], dtype=dtype, device=device)
         m = mod[0].numel()
@@ -380,6 +395,8 @@ def zoo(
         for it in range(steps):
             if it in resize_at:  # hierarchical attack: grow the attack space, reset Adam
                 new = resize_at[it]
+                if record:
+                    before_resize[list(resize_at).index(it)][rnd] = mod
                 if importance_sampling:
                     sample_prob = importance_probs(mod, new)
                 mod = F.interpolate(mod, size=new, mode="bilinear", align_corners=False)
@@ -407,6 +424,10 @@ def zoo(
             totals, l2, f, ok, x0_now = prob.query(idx, mod[idx], coords, valid, h, const)
             iterations[idx] += 1
             loss0 = totals[:, 0]
+            if record:
+                history["loss_history"][rnd, it, idx] = loss0
+                history["l2_history"][rnd, it, idx] = l2.sqrt()
+                history["attack_loss_history"][rnd, it, idx] = const[idx] * f
 
             # bookkeeping on the current point (row 0)
             step_success[idx] |= ok
@@ -456,8 +477,10 @@ def zoo(
 
     counter.count_queries(None, bb.queries)
     counter.forwards += bb.queries  # every query is one forward row
+    extra = {**history, "modifiers_before_resize": before_resize} if record else {}
     return finish(model, x, best.x, y, targeted, counter, started, const=best["const"], iterations=iterations,
-                  first_success_queries=first_success_queries, l2_best=best.dist.sqrt(), exhausted=exhausted)
+                  first_success_queries=first_success_queries, l2_best=best.dist.sqrt(), exhausted=exhausted,
+                  **extra)
 
 
 def _budget(max_queries, n: int, device) -> Tensor:

@@ -9,6 +9,8 @@ module            what it holds
                   programming (the optimum the minimum-norm attacks are measured against)
 ``peers``         reprolib's attacks against Foolbox's, ART's and torchattacks' implementations of
                   the same algorithms (``benchmarks/peers.py``, ``make bench``)
+``substitute``    Papernot et al.'s substitute model, trained by Jacobian-based augmentation against a
+                  counted black box (document 002, Table 1)
 ``scaling``       how an attack's time and memory grow with batch size and image count, and where
                   its time goes (``benchmarks/scaling.py``)
 ``pixel_space``   noise probes around adversarial images, distortion statistics (document 000)
