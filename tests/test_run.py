@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 from reprolib import cache
-from reprolib.attacks import fgsm, pgd
+from reprolib.attacks import cw_l2, fgsm, pgd
 from reprolib.attacks.ops.linearized import gnii_value
 from reprolib.evaluation import exact, metrics
 from reprolib.evaluation.run import run_attack
@@ -76,6 +79,32 @@ def test_summary_is_cached_per_batch_and_resumes(cache_dir):
     other = run(lambda r: {"success": r.success})
     assert calls == [2, 4, 4, 2], "another summary is another key"
     assert set(other) == {"success", "seconds"}
+
+
+def test_per_input_settings_are_split_with_the_batches():
+    model = linear_model()
+    x, y = images(model)
+    const = torch.logspace(-2, 1, len(x))  # one c per input: batches must not shift or repeat them
+    settings = dict(binary_search_steps=2, steps=20, abort_early=False)
+    whole = cw_l2(model, x, y, initial_const=const, **settings)
+    joined = run_attack(cw_l2, model, (x, y), batch_size=3, progress=False, initial_const=const, **settings)
+    assert torch.allclose(joined.x_adv, whole.x_adv, atol=1e-6)
+    assert torch.equal(joined.success, whole.success) and torch.equal(joined.forwards, whole.forwards)
+    scalar = run_attack(cw_l2, model, (x, y), batch_size=3, progress=False, initial_const=0.5, **settings)
+    assert torch.allclose(scalar.x_adv, cw_l2(model, x, y, initial_const=0.5, **settings).x_adv, atol=1e-6)
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+def test_progress_bar_obeys_tqdm_disable(disabled):
+    script = ("import torch; from torch import nn; from reprolib.attacks import fgsm; "
+              "from reprolib.evaluation.run import run_attack; from reprolib.models import Classifier; "
+              "m = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), input_shape=(1, 2, 2), num_classes=2); "
+              "run_attack(fgsm, m.eval(), (torch.rand(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)), batch_size=2, "
+              "eps=0.1)")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | ({"TQDM_DISABLE": "1"} if disabled else {})
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert ("fgsm" in proc.stderr) is not disabled, proc.stderr
 
 
 def test_bad_batch_size():

@@ -92,8 +92,11 @@ def run_attack(attack: Callable[..., AttackResult], model: Classifier, images: I
             entry per batch). ``None`` keeps the whole result (:func:`concat`).
         cache_name: cache each batch as a step of :mod:`reprolib.cache` under this name; ``None``
             computes without caching.
-        progress: show a progress bar over the batches.
-        settings: the attack's settings.
+        progress: show a progress bar over the batches (unless the ``TQDM_DISABLE`` environment
+            variable turns every bar off, as the chapter runner does); ``False``: never.
+        settings: the attack's settings. A tensor whose first dimension is the number of images
+            (one value per input, such as a per-input ``initial_const``) is split with them, so
+            each batch gets the values of its own inputs; everything else goes to every batch.
 
     Returns:
         An :class:`~reprolib.attacks.core.AttackResult` over all images (on the CPU), or the summary dict.
@@ -109,12 +112,14 @@ def run_attack(attack: Callable[..., AttackResult], model: Classifier, images: I
     digest = None if summary is None else code_digest(summary)
     parts = []
     starts = range(0, len(x), batch_size)
-    for i in tqdm(starts, desc=f"{getattr(attack, '__name__', 'attack')}", disable=not progress,
-                  leave=False):
+    per_input = {k for k, v in settings.items() if isinstance(v, Tensor) and v.dim() >= 1 and len(v) == len(x)}
+    bar = {} if progress else {"disable": True}  # without an explicit `disable`, TQDM_DISABLE applies
+    for i in tqdm(starts, desc=f"{getattr(attack, '__name__', 'attack')}", leave=False, **bar):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        batch_settings = {k: v[i:i + batch_size] if k in per_input else v for k, v in settings.items()}
 
-        def compute(xb=xb, yb=yb):
-            r = attack(model, xb, yb, **settings)
+        def compute(xb=xb, yb=yb, batch_settings=batch_settings):
+            r = attack(model, xb, yb, **batch_settings)
             if summary is None:
                 return r.cpu()
             out = {k: v.detach().cpu() for k, v in summary(r).items()}
@@ -124,7 +129,7 @@ def run_attack(attack: Callable[..., AttackResult], model: Classifier, images: I
         if cache_name is None:
             parts.append(compute())
         else:
-            inputs = {"attack": getattr(attack, "__name__", repr(attack)), "settings": settings, "model": model,
+            inputs = {"attack": getattr(attack, "__name__", repr(attack)), "settings": batch_settings, "model": model,
                       "x": xb, "y": yb, "batch_size": batch_size, "summary": digest}
             parts.append(cache.cached(cache_name, inputs, compute, code=code))
     if not parts:
