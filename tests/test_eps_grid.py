@@ -52,7 +52,8 @@ def two_class(seed: int = 0):
 
 def closed_form_eps(norm: str, m0: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
     """The ε at which the FGM step (and, on an affine two-class model, the I-FGM run) reaches the
-    boundary: the margin falls by ε·‖Δw‖₁ (ℓ∞, sign step), ε·‖Δw‖₂ (ℓ2) or ε·‖Δw‖₂²/‖Δw‖₁ (ℓ1)."""
+    boundary: the margin falls by ε·‖Δw‖₁ (ℓ∞, sign step), ε·‖Δw‖₂ (ℓ2) or ε·‖Δw‖₂²/‖Δw‖₁
+    (ℓ1)."""
     l1, l2 = dw.abs().sum(1), dw.norm(dim=1)
     return {"linf": m0 / l1, "l2": m0 / l2, "l1": m0 * l1 / l2 ** 2}[norm]
 
