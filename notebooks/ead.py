@@ -358,7 +358,7 @@ for ds, runs in T6.items():
 
 
 # %% tags=["hide-input"]
-def stats(success: torch.Tensor, norms: dict) -> dict:
+def summary_stats(success: torch.Tensor, norms: dict) -> dict:
     """ASR (%) and the mean distortions over the successful examples (NaN where none)."""
     ok = success.bool()
     return {"asr": 100 * float(ok.float().mean()) if len(ok) else math.nan,
@@ -381,7 +381,7 @@ def paper_value(table: pd.DataFrame, key: tuple, column: str):
     return None if pd.isna(value) else float(value)
 
 
-S6 = {ds: {k: stats(r.success, r.norms) for k, r in runs.items()} for ds, runs in T6.items()}
+S6 = {ds: {k: summary_stats(r.success, r.norms) for k, r in runs.items()} for ds, runs in T6.items()}
 for ds in NETS:
     rows = []
     for k in ATTACKS:
@@ -555,7 +555,7 @@ f7_rows = []
 for key in F7_KEYS:
     row = {"attack": NAME[key]}
     for temp in temperatures:
-        st = stats(F7[temp, key].success, F7[temp, key].norms)
+        st = summary_stats(F7[temp, key].success, F7[temp, key].norms)
         row[f"T = {temp}: ASR %"] = st["asr"]
         row[f"T = {temp}: L2"] = st["l2"]
     f7_rows.append(row)
@@ -873,7 +873,7 @@ add_verdict("For the same β, the L1 rule gives less ℓ1 but more ℓ2 and ℓ�
 items = []
 for temp in temperatures:
     for key in ("cw", "ead_en", "ead_l1"):
-        asr = stats(F7[temp, key].success, F7[temp, key].norms)["asr"]
+        asr = summary_stats(F7[temp, key].success, F7[temp, key].norms)["asr"]
         items.append((asr >= 98, f"T = {temp} {NAME[key]} {num(asr, 0)} %"))
 fgm_note = "; ".join(f"FGM-L∞ at T = {t}: {num(100 * F7[t, 'fgm_linf'].success_rate, 0)} %" for t in temperatures)
 add_verdict("Defensive distillation offers no protection against C&W and EAD: 100 % success at every T (Fig. 7)",
