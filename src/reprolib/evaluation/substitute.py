@@ -50,7 +50,7 @@ __all__ = ["SubstituteResult", "jacobian_augmentation", "train_substitute"]
 class SubstituteResult:
     """What :func:`train_substitute` returns.
 
-    ``model`` is the trained substitute (eval mode); ``x`` (|S₀|·2^(rounds−1), *input_shape) and
+    ``model`` is the trained substitute (eval mode); ``x`` (shape ``(|S₀|·2^(rounds−1), *input_shape)``) and
     ``labels`` the final synthetic set and its oracle labels; ``queries`` the oracle rows spent
     (= ``len(x)``); ``round_sizes`` |S_ρ| per round; ``agreement`` per round the share of the
     check inputs on which the substitute predicts the check labels (empty without a check
