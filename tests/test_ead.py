@@ -373,3 +373,31 @@ def test_at_least_as_strong_as_foolbox_on_cw_mnist(cw_mnist, mnist_test):
     our_med = float(ours.norms["l1"][both].median())
     their_med = float(their_l1[both].median())
     assert our_med <= 1.02 * their_med, (our_med, their_med)
+
+
+# ------------------------------------------------------------------------------------------
+# the chapter (document 002, part 2)
+# ------------------------------------------------------------------------------------------
+
+def test_the_chapter_resolves_every_profile_with_the_thesis_settings_under_paper():
+    """Every profile resolves; ``paper`` runs the thesis's settings (1,000 images, 9 × 1,000, all nine
+    targets in Tables 5 and 8, κ in steps of 5, c from 10⁻³ for every κ); grids that the verdicts need
+    and Table 8's reuse of Table 6's I-FGM examples are checked before any work."""
+    from reprolib.book import runner
+    from reprolib.book.params import ParameterError
+
+    for profile in ("smoke", "cpu", "paper"):
+        params = runner.validate("ead", profile)
+        assert params.transfer_targets == "all" or params.n_transfer <= params.n_mnist
+    paper = runner.validate("ead", "paper")
+    assert (paper.n_mnist, paper.n_cifar, paper.n_table5, paper.n_transfer) == (1000, 1000, 1000, 1000)
+    assert (paper.search_steps, paper.steps, paper.cifar_search_steps, paper.cifar_steps) == (9, 1000, 9, 1000)
+    assert (paper.table5_targets, paper.transfer_targets, paper.transfer_high_const) == ("all", "all", 1e-3)
+    assert paper.betas == paper.cov_betas == [0.0, 1e-5, 1e-4, 1e-3, 1e-2]
+    assert paper.kappas == [5.0 * i for i in range(13)] and paper.temperatures == [1, 10, 100]
+    with pytest.raises(ParameterError, match="n_transfer .* cannot exceed n_mnist"):
+        runner.validate("ead", "smoke", {"n_transfer": 3})
+    runner.validate("ead", "smoke", {"n_transfer": 3, "transfer_targets": "all"})
+    for bad in ({"betas": [0.0, 1e-3]}, {"kappas": [10.0, 20.0, 30.0]}, {"temperatures": [20]}):
+        with pytest.raises(ParameterError):
+            runner.validate("ead", "smoke", bad)

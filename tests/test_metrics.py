@@ -88,3 +88,61 @@ def test_deepfool_curve_and_eps_99():
     expected = grid[((norms[None] < grid[:, None]).double().mean(1) > 0.99).nonzero()[0, 0]]
     assert e == pytest.approx(float(expected) / 2)
     assert math.isnan(metrics.eps_99(norms, torch.zeros(200, dtype=torch.bool)))
+
+
+# ------------------------------------------------------------------ document 002's three cases
+
+def test_best_average_worst_by_hand():
+    """Three images × three targets. Best: any target, the minimum per metric (image 0's best L1
+    and best L2 come from different targets); worst: all targets, the maximum per metric;
+    average: the picked column."""
+    success = torch.tensor([[True, True, False],
+                            [True, True, True],
+                            [False, False, False]])
+    l1 = torch.tensor([[2.0, 5.0, 0.1], [4.0, 6.0, 8.0], [1.0, 1.0, 1.0]])
+    l2 = torch.tensor([[0.9, 0.5, 0.01], [1.0, 2.0, 3.0], [0.1, 0.1, 0.1]])
+    out = metrics.best_average_worst(success, {"l1": l1, "l2": l2}, torch.tensor([1, 2, 0]))
+    assert set(out) == set(metrics.CASES) == {"best", "average", "worst"}
+    best, avg, worst = out["best"], out["average"], out["worst"]
+    assert (best["asr"], best["successes"], best["images"]) == (pytest.approx(2 / 3), 2, 3)
+    assert best["l1"] == pytest.approx((2.0 + 4.0) / 2) and best["l2"] == pytest.approx((0.5 + 1.0) / 2)
+    assert (avg["asr"], avg["successes"]) == (pytest.approx(2 / 3), 2)
+    assert avg["l1"] == pytest.approx((5.0 + 8.0) / 2) and avg["l2"] == pytest.approx((0.5 + 3.0) / 2)
+    assert (worst["asr"], worst["successes"]) == (pytest.approx(1 / 3), 1)
+    assert worst["l1"] == pytest.approx(8.0) and worst["l2"] == pytest.approx(3.0)
+
+
+def test_best_average_worst_matches_a_loop_and_reports_nan_without_success():
+    gen = torch.Generator().manual_seed(0)
+    success = torch.rand(40, 9, generator=gen) < 0.8
+    norms = {k: torch.rand(40, 9, generator=gen, dtype=torch.float64) * s for k, s in (("l1", 30), ("linf", 1))}
+    pick = torch.randint(0, 9, (40,), generator=gen)
+    out = metrics.best_average_worst(success, norms, pick)
+    for case, keep, reduce in (("best", lambda s: s.any(), lambda v, s: v[s].min()),
+                               ("average", None, None), ("worst", lambda s: s.all(), lambda v, s: v.max())):
+        hits, sums = 0, {k: 0.0 for k in norms}
+        for i in range(40):
+            s = success[i]
+            ok = bool(s[pick[i]]) if case == "average" else bool(keep(s))
+            if ok:
+                hits += 1
+                for k, v in norms.items():
+                    sums[k] += float(v[i, pick[i]]) if case == "average" else float(reduce(v[i], s))
+        assert out[case]["successes"] == hits and out[case]["asr"] == pytest.approx(hits / 40)
+        for k in norms:
+            assert out[case][k] == pytest.approx(sums[k] / hits)
+    none = metrics.best_average_worst(torch.zeros(2, 3, dtype=torch.bool), {"l2": torch.ones(2, 3)},
+                                      torch.zeros(2, dtype=torch.long))
+    assert all(none[c]["asr"] == 0 and math.isnan(none[c]["l2"]) for c in metrics.CASES)
+
+
+@pytest.mark.parametrize("success, norms, pick", [
+    (torch.ones(3, dtype=torch.bool), {}, torch.zeros(3, dtype=torch.long)),
+    (torch.ones(2, 3, dtype=torch.bool), {"l1": torch.ones(2, 4)}, torch.zeros(2, dtype=torch.long)),
+    (torch.ones(2, 3, dtype=torch.bool), {}, torch.tensor([0, 3])),
+    (torch.ones(2, 3, dtype=torch.bool), {}, torch.tensor([0])),
+    (torch.ones(0, 3, dtype=torch.bool), {}, torch.zeros(0, dtype=torch.long)),
+])
+def test_best_average_worst_refuses_shapes_that_disagree(success, norms, pick):
+    with pytest.raises(ValueError):
+        metrics.best_average_worst(success, norms, pick)

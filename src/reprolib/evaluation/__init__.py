@@ -4,7 +4,9 @@
 module            what it holds
 ================  ===================================================================================
 ``run``           an attack over a data set in batches: cached per batch, resumable
-``metrics``       robustness metrics: fooling ratio, document 001's ρ̂₁, ρ̂₂ and ε₉₉, robust accuracy
+``metrics``       robustness metrics: fooling ratio, document 001's ρ̂₁, ρ̂₂ and ε₉₉, robust accuracy,
+                  document 002's best, average and worst case
+``eps_grid``      the smallest successful ε of FGM and I-FGM on a grid (document 002, Table 4)
 ``exact``         exact minimal ℓ∞ and ℓ1 perturbations of small ReLU MLPs by mixed-integer
                   programming (the optimum the minimum-norm attacks are measured against)
 ``peers``         reprolib's attacks against Foolbox's, ART's and torchattacks' implementations of

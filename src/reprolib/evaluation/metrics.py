@@ -1,9 +1,11 @@
-"""Robustness metrics: fooling ratio, document 001's ρ̂₁, ρ̂₂ and ε₉₉, and robust accuracy.
+"""Robustness metrics: fooling ratio, document 001's ρ̂₁, ρ̂₂ and ε₉₉, robust accuracy, and
+document 002's best, average and worst case.
 
 Definitions follow document 001 (Balda, Behboodi & Mathar, https://arxiv.org/abs/1803.03607),
 §II and §IV, Table I (the authors' released code where the
-text is silent). All functions take per-input tensors and return Python floats or tensors; the
-``AttackResult`` fields they need are named in each docstring.
+text is silent), and document 002 (Sharma's thesis, §4.3.2; the EAD authors' harness for the
+per-metric best and worst case). All functions take per-input tensors and return Python floats
+or tensors; the ``AttackResult`` fields they need are named in each docstring.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ..attacks.ops.jacobian import difference_ratios, margin_jacobian, other_cla
 from ..models.classifier import Classifier
 
 __all__ = ["fooling_ratio", "margin_gradients", "rho_1", "rho_2", "rho_2_per_input", "deepfool_fooling_curve", "eps_99",
-           "robust_accuracy"]
+           "robust_accuracy", "CASES", "best_average_worst"]
 
 
 def _bool(t: Tensor) -> Tensor:
@@ -157,3 +159,63 @@ def robust_accuracy(correct: Tensor, success: Tensor, norms: Tensor | None = Non
     if norms is not None:
         broken = success & (norms.flatten().to(success.device) <= eps)
     return float((correct & ~broken).float().mean()) if len(correct) else math.nan
+
+
+#: The three cases of document 002 (§4.3.2), in the order its tables print them.
+CASES = ("best", "average", "worst")
+
+
+def best_average_worst(success: Tensor, norms: dict[str, Tensor], average: Tensor) -> dict[str, dict[str, float]]:
+    """Document 002's best, average and worst case (Sharma's thesis §4.3.2, Tables 5 and 8) of a
+    targeted attack run on every image towards each of its wrong classes.
+
+    * **best**: an image counts as a success if *any* target succeeded; each distortion is the
+      minimum over its successful targets, **per metric** (the best-case L1 and L2 of an image
+      may come from different targets, as in the EAD authors' harness);
+    * **average**: the one target of column ``average[i]`` (drawn at random per image);
+    * **worst**: a success only if *every* target succeeded; each distortion is the maximum
+      over the targets, per metric.
+
+    The attack success rate is over all images; each distortion is the mean over the images
+    that count as a success in that case (NaN when none does).
+
+    Args:
+        success: ``(N, T)`` bool, whether the attack on image i towards its j-th target succeeded
+            (``T`` = K − 1 targets, every wrong class).
+        norms: ``{name: (N, T)}`` distortions of the same attacks, e.g. ``"l1"``, ``"l2"``,
+            ``"linf"`` (values where the attack failed are ignored).
+        average: ``(N,)`` integer, the column of each image's average-case target.
+
+    Returns:
+        ``{case: {"asr": fraction in [0, 1], "successes": count, "images": N, name: mean, ...}}``
+        for the cases of :data:`CASES`.
+
+    Raises:
+        ValueError: shapes that disagree, an empty batch, or an ``average`` column out of range.
+    """
+    ok = torch.as_tensor(success).bool()
+    if ok.dim() != 2 or ok.shape[0] == 0 or ok.shape[1] == 0:
+        raise ValueError(f"success must be (N, T) with N, T ≥ 1, got shape {tuple(ok.shape)}.")
+    n, t = ok.shape
+    pick = torch.as_tensor(average, device=ok.device).long().flatten()
+    if pick.shape != (n,) or bool(((pick < 0) | (pick >= t)).any()):
+        raise ValueError(f"average must hold {n} columns in [0, {t}), got {pick.tolist()}.")
+    values = {}
+    for name, v in norms.items():
+        v = torch.as_tensor(v, device=ok.device).double()
+        if v.shape != ok.shape:
+            raise ValueError(f"norms[{name!r}] has shape {tuple(v.shape)}, success {tuple(ok.shape)}.")
+        values[name] = v
+    rows = torch.arange(n, device=ok.device)
+    per_case = {
+        "best": (ok.any(1), {k: v.masked_fill(~ok, math.inf).amin(1) for k, v in values.items()}),
+        "average": (ok[rows, pick], {k: v[rows, pick] for k, v in values.items()}),
+        "worst": (ok.all(1), {k: v.amax(1) for k, v in values.items()}),
+    }
+    out = {}
+    for case in CASES:
+        hit, per_image = per_case[case]
+        count = int(hit.sum())
+        out[case] = {"asr": count / n, "successes": count, "images": n,
+                     **{k: float(v[hit].mean()) if count else math.nan for k, v in per_image.items()}}
+    return out
