@@ -215,7 +215,7 @@ from reprolib.attacks.zeroth_order import importance_probs
 from reprolib.book import plotting
 from reprolib.book.params import torch_device
 from reprolib.book.reproduction import paper_table, verdict_row
-from reprolib.book.tables import present, tally_text, verdict_table
+from reprolib.book.tables import MISSING, present, tally_text, verdict_table
 from reprolib.evaluation import peers
 from reprolib.evaluation import substitute as substitute_module
 from reprolib.evaluation.run import run_attack
@@ -862,6 +862,11 @@ def misses(items) -> str:
     return "; ".join(text for ok, text in items if not ok)
 
 
+def num(value: float, spec: str = ".3f") -> str:
+    """A number for a verdict's text; — where there is none (no success to average over)."""
+    return MISSING if math.isnan(value) else format(value, spec)
+
+
 def rate(r) -> float:
     return float(r.success.float().mean())
 
@@ -891,7 +896,7 @@ for (ds, mode, solver), r in ZOO.items():
     part = PAIRS[(PAIRS["data set"] == DATA_NAME[ds]) & (PAIRS["mode"] == mode) & (PAIRS.solver == "ZOO-ADAM")]
     common = part.dropna(subset=["ZOO ÷ C&W"])
     ratio = float(common["ZOO L2"].sum() / common["C&W L2"].sum()) if len(common) else math.nan
-    items.append((ratio <= 1.2, f"{DATA_NAME[ds]} {mode}: mean ZOO-ADAM L2 ÷ mean C&W L2 = {ratio:.3f} on "
+    items.append((ratio <= 1.2, f"{DATA_NAME[ds]} {mode}: mean ZOO-ADAM L2 ÷ mean C&W L2 = {num(ratio)} on "
                                 f"{len(common)} common success(es)"))
 verdicts.append(verdict_row(
     "ZOO-ADAM's L2 distortion is close to white-box C&W's (Table 1)",
@@ -909,7 +914,7 @@ for (ds, mode, solver) in ZOO:
     a, b = ZOO[ds, mode, "adam"], ZOO[ds, mode, "newton"]
     both = a.success & b.success
     la, lb = float(a.norms["l2"][both].mean()) if both.any() else math.nan, float(b.norms["l2"][both].mean()) if both.any() else math.nan
-    items.append((lb >= la, f"{DATA_NAME[ds]} {mode}: Newton {lb:.3f} vs ADAM {la:.3f} on {int(both.sum())} common success(es)"))
+    items.append((lb >= la, f"{DATA_NAME[ds]} {mode}: Newton {num(lb)} vs ADAM {num(la)} on {int(both.sum())} common success(es)"))
 verdicts.append(verdict_row(
     "ZOO-ADAM finds smaller distortions than ZOO-Newton (Table 1; the text: 'Adam usually works better')",
     "MNIST 1.4955 vs 1.5150 and 1.987 vs 2.057; CIFAR-10 0.1997 vs 0.2355 and 0.399 vs 0.542",
@@ -990,7 +995,7 @@ full_rate = rate(T2_RUNS[FULL])
 ratios = [(side, float((r.norms["l2"][r.success & T2_CW.success] / T2_CW.norms["l2"][r.success & T2_CW.success]).mean()))
           for side, r in T2_RUNS.items() if bool((r.success & T2_CW.success).any())]
 items = [(small_rate >= full_rate, f"best reduced space {100 * small_rate:.0f} % vs full {100 * full_rate:.0f} %")]
-items += [(1.2 <= q <= 5, f"{side}×{side}: ZOO L2 ÷ C&W L2 = {q:.2f}") for side, q in ratios if side == SPACES[0]]
+items += [(1.2 <= q <= 5, f"{side}×{side}: ZOO L2 ÷ C&W L2 = {num(q, '.2f')}") for side, q in ratios if side == SPACES[0]]
 verdicts.append(verdict_row(
     "A small attack space makes a black-box attack feasible under a small budget; its L2 is a few times C&W's "
     "(Table 2, CPU substitute)",
@@ -1026,7 +1031,7 @@ l2_noreset = mean_over(T3["no_reset"].norms["l2"], T3["no_reset"].success)
 ok = l2_reset <= l2_noreset
 verdicts.append(verdict_row(
     "Resetting Adam at the first valid example lowers the final distortion (Table 3)",
-    "final L2 3.425 with the reset, 3.479 without", f"mean final L2 {l2_reset:.3f} with, {l2_noreset:.3f} without",
+    "final L2 3.425 with the reset, 3.479 without", f"mean final L2 {num(l2_reset)} with, {num(l2_noreset)} without",
     "mean L2 of the returned examples with reset ≤ without", int(ok), 1,
     "" if ok else (f"{n_table3} image(s); the thesis's effect is 1.6 % on one image" if not math.isnan(l2_reset + l2_noreset)
                    else "no valid example in one of the two runs"), ("Table 3", "tbl-zoo-table3")))
